@@ -1,0 +1,225 @@
+"""Command line: ``napari-noise2score train|denoise|run|demo`` (a thin shell over the API)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .core.config import DEVICES, TrainConfig
+from .core.errors import Noise2ScoreError
+from .core.noise import MIXED_MODES, NOISE_MODELS
+
+EXIT_USAGE = 2
+
+
+def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
+    g = p.add_argument_group("noise (intensities in the input's own units)")
+    if with_model:
+        g.add_argument("--noise", choices=NOISE_MODELS, default="gaussian",
+                       help="noise model (default: gaussian)")
+    g.add_argument("--sigma", type=float,
+                   help="Gaussian std, or the read-noise std of poisson-gaussian")
+    g.add_argument("--gain", type=float, help="Poisson gain zeta: the intensity of one count")
+    g.add_argument("--shape", type=float, help="Gamma shape k (> 1)")
+    g.add_argument("--axes", help="axes of the input, e.g. YX, TYX, ZYX (default: inferred)")
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    _add_noise_options(p, with_model=True)
+    d = TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--max-seconds", type=float, default=d.max_seconds,
+                   help=f"training time budget (default: {d.max_seconds:g})")
+    g.add_argument("--steps", type=int, dest="max_steps", help="training steps (default: by time)")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", default=d.device,
+                   help=f"one of {', '.join(DEVICES)} (default: auto)")
+    g.add_argument("--mixed-mode", choices=MIXED_MODES, default=d.mixed_mode,
+                   help="Tweedie form for poisson-gaussian noise")
+    g.add_argument("--patch-size", type=int, default=d.patch_size)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, dest="learning_rate", default=d.learning_rate)
+    g.add_argument("--width", type=int, help="network width (default: by device)")
+    g.add_argument("--depth", type=int, help="network depth (default: by device)")
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    from .core.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size in pixels")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile halo in pixels")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-noise2score",
+        description="Self-supervised Noise2Score denoising: learn the score of your noisy "
+        "images, then denoise them with Tweedie's formula.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on noisy images")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    _add_train_options(p)
+
+    p = sub.add_parser("denoise", help="denoise images with a trained model")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output TIFF for one input, else a folder")
+    p.add_argument("--device", default="auto")
+    _add_noise_options(p, with_model=False)
+    _add_tiling(p)
+
+    p = sub.add_parser("run", help="train on the inputs, then denoise them (the main job)")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output TIFF for one input, else a folder")
+    p.add_argument("--save-model", type=Path, help="also keep the trained model here")
+    _add_train_options(p)
+    _add_tiling(p)
+
+    p = sub.add_parser("demo", help="denoise the bundled synthetic sample and report PSNR")
+    p.add_argument("-o", "--output", type=Path, default=Path("noise2score-demo"),
+                   help="folder for noisy.tif, denoised.tif, clean.tif and model.n2s")
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    from .api import make_config
+
+    return make_config(
+        noise=args.noise, sigma=args.sigma, gain=args.gain, shape=args.shape, axes=args.axes,
+        max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
+        device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
+        depth=args.depth,
+    )
+
+
+def _train_with_bar(images, config: TrainConfig):
+    from tqdm import tqdm
+
+    from .core.training import TrainDone, iter_training
+
+    with tqdm(total=100, desc="training", unit="%", file=sys.stderr,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+        for update in iter_training(images, config):
+            if isinstance(update, TrainDone):
+                bar.update(100 - bar.n)
+                return update.model
+            bar.update(int(update.fraction * 100) - bar.n)
+            bar.set_postfix_str(
+                f"step {update.step} loss {update.loss:.4f} sigma_a {update.sigma_a:.3g} "
+                f"ETA {update.eta:.0f}s", refresh=False)
+    raise AssertionError("training ended without a model")  # pragma: no cover
+
+
+def _read_all(paths: Sequence[Path]) -> list[np.ndarray]:
+    from .io.files import read_image
+
+    return [read_image(p) for p in paths]
+
+
+def _denoise_files(model, inputs, images, output: Path, args) -> None:
+    from tqdm import tqdm
+
+    from .api import denoise
+    from .io.files import output_paths, write_tiff
+
+    targets = output_paths(list(inputs), output)
+    params = model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)
+    for src, image, dst in zip(inputs, images, targets, strict=True):
+        with tqdm(desc=f"denoising {src.name}", unit="plane", file=sys.stderr) as bar:
+            def progress(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = denoise(image, model, axes=args.axes, sigma=params.sigma, gain=params.gain,
+                             shape=params.shape, tile=args.tile, overlap=args.overlap,
+                             progress=progress)
+        write_tiff(dst, result)
+        print(f"wrote {dst}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    config = _config(args)
+    model = _train_with_bar(_read_all(args.inputs), config)
+    model.save(args.output)
+    print(f"wrote {args.output} ({model.steps} steps in {model.seconds:.0f} s)")
+
+
+def cmd_denoise(args: argparse.Namespace) -> None:
+    from .api import load_model
+
+    model = load_model(args.model, args.device)
+    images = _read_all(args.inputs)
+    _denoise_files(model, args.inputs, images, args.output, args)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .io.files import output_paths
+
+    config = _config(args)
+    output_paths(list(args.inputs), args.output)  # fail before training, not after
+    images = _read_all(args.inputs)
+    model = _train_with_bar(images, config)
+    if args.save_model:
+        model.save(args.save_model)
+        print(f"wrote {args.save_model}")
+    _denoise_files(model, args.inputs, images, args.output, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from ._sample_data import SAMPLE_GAIN, SAMPLE_READ_SIGMA, clean_sample, noisy_sample
+    from .api import denoise, make_config
+    from .io.files import write_tiff
+
+    clean = clean_sample()
+    noisy = noisy_sample(clean)
+    config = make_config(noise="poisson-gaussian", gain=SAMPLE_GAIN, sigma=SAMPLE_READ_SIGMA,
+                         max_seconds=args.max_seconds, device=args.device)
+    start = time.perf_counter()
+    model = _train_with_bar(noisy, config)
+    result = denoise(noisy, model)
+    seconds = time.perf_counter() - start
+    out = args.output
+    for name, data in (("clean", clean), ("noisy", noisy), ("denoised", result)):
+        write_tiff(out / f"{name}.tif", data)
+    model.save(out / "model.n2s")
+    peak = float(clean.max())
+
+    def psnr(x: np.ndarray) -> float:
+        return float(10 * np.log10(peak**2 / np.mean((x.astype(np.float64) - clean) ** 2)))
+
+    print(f"sample {noisy.shape}, Poisson-Gaussian noise (gain {SAMPLE_GAIN}, read sigma "
+          f"{SAMPLE_READ_SIGMA}); trained {model.steps} steps, {seconds:.0f} s in all")
+    print(f"PSNR noisy {psnr(noisy):.2f} dB -> denoised {psnr(result):.2f} dB; files in {out}/")
+
+
+COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except Noise2ScoreError as exc:
+        print(f"napari-noise2score: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("napari-noise2score: interrupted; no partial output was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

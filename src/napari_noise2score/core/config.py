@@ -1,0 +1,108 @@
+"""The one configuration object shared by widgets, npe2 commands, the CLI and model files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import Noise2ScoreError
+from .noise import MIXED_MODES, NoiseParams
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (and, once resolved, a saved model).
+
+    Noise parameters are in the input's own intensity units. ``None`` for a network or
+    schedule field means "choose for the device and the noise model" (see ``resolved``).
+    """
+
+    noise: str = "gaussian"
+    sigma: float | None = None
+    gain: float | None = None
+    shape: float | None = None
+    mixed_mode: str = "gaussian-then-poisson"
+    axes: str | None = None
+    max_seconds: float | None = 120.0
+    max_steps: int | None = None
+    patch_size: int = 64
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    antithetic: bool = True
+    width: int | None = None
+    depth: int | None = None
+    unshuffle: int | None = None
+    sigma_a_max: float | None = None
+    sigma_a_min: float | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def noise_params(self) -> NoiseParams:
+        return NoiseParams(self.noise, self.sigma, self.gain, self.shape)
+
+    @property
+    def count_domain(self) -> bool:
+        """Whether the score is learned in photon counts (Poisson-type noise)."""
+        return self.noise in ("poisson", "poisson-gaussian")
+
+    def validate(self) -> TrainConfig:
+        """Raise a clear error for any impossible setting; return self."""
+        self.noise_params.validate()
+        if self.mixed_mode not in MIXED_MODES:
+            raise Noise2ScoreError(
+                f"unknown mixed mode {self.mixed_mode!r}; choose one of {', '.join(MIXED_MODES)}"
+            )
+        if self.max_seconds is None and self.max_steps is None:
+            raise Noise2ScoreError("give a training budget: max_seconds, max_steps or both")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise Noise2ScoreError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise Noise2ScoreError(f"max_steps must be >= 1, got {self.max_steps}")
+        for name in ("patch_size", "batch_size", "width", "depth", "unshuffle"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise Noise2ScoreError(f"{name} must be >= 1, got {value}")
+        if not self.learning_rate > 0:
+            raise Noise2ScoreError(f"learning_rate must be > 0, got {self.learning_rate}")
+        lo, hi = self.sigma_a_min, self.sigma_a_max
+        if (lo is not None and lo <= 0) or (hi is not None and hi <= 0):
+            raise Noise2ScoreError("sigma_a_min and sigma_a_max must be > 0")
+        if lo is not None and hi is not None and lo > hi:
+            raise Noise2ScoreError("sigma_a_min must not exceed sigma_a_max")
+        if self.device.split(":")[0] not in DEVICES:
+            raise Noise2ScoreError(f"unknown device {self.device!r}; choose one of {DEVICES}")
+        return self
+
+    def resolved(self, device_type: str, noise_std: float) -> TrainConfig:
+        """A copy with every automatic field filled in.
+
+        ``device_type`` ('cpu', 'cuda', 'mps') sizes the network; ``noise_std``, the typical
+        noise std in the training domain, sets the sigma_a schedule: Poisson-type noise is
+        learned in photon counts with sigma_a from 1.0 to 0.5 counts, never annealed towards
+        0 (ALGORITHM.md section 2); Gaussian and Gamma noise anneal sigma_a from the noise std
+        to a third of it, where a short training still learns the score well (docs/algorithm.md).
+        """
+        big = device_type != "cpu"
+        net = {"width": 48, "depth": 4, "unshuffle": 1} if big else {
+            "width": 24, "depth": 3, "unshuffle": 2}
+        if self.count_domain:
+            sched = {"sigma_a_max": 1.0, "sigma_a_min": 0.5}
+        else:
+            sched = {"sigma_a_max": noise_std, "sigma_a_min": noise_std / 3}
+        filled = {k: v for k, v in {**net, **sched}.items() if getattr(self, k) is None}
+        return replace(self, **filled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, rejecting unknown keys with a clear message."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise Noise2ScoreError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)

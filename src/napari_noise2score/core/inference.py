@@ -1,0 +1,100 @@
+"""Denoising: the network's score over large tiles, then Tweedie's formula."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import Cancelled, Noise2ScoreError
+from .model import Noise2ScoreModel
+from .network import ScoreUNet
+from .noise import NoiseParams, tweedie
+from .stack import check_image, from_planes, to_planes
+
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 48
+
+ProgressFn = Callable[[int, int], None]
+StopFn = Callable[[], bool]
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad the last two dims symmetrically to a multiple; return the tensor and the offsets."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    top, left = ph // 2, pw // 2
+    pads = (left, pw - left, top, ph - top)
+    if ph or pw:
+        mode = "reflect" if max(pads[2:]) < h and max(pads[:2]) < w else "replicate"
+        x = F.pad(x, pads, mode=mode)
+    return x, (top, left)
+
+
+def network_output(net: ScoreUNet, planes: torch.Tensor) -> torch.Tensor:
+    """Run ``net`` on (B, 1, H, W) of any size, padding to its multiple and cropping back."""
+    h, w = planes.shape[-2:]
+    padded, (top, left) = _pad_to_multiple(planes, net.multiple)
+    if padded.device.type == "cpu":
+        padded = padded.contiguous(memory_format=torch.channels_last)
+    out = net(padded)
+    return out[..., top : top + h, left : left + w]
+
+
+@torch.inference_mode()
+def predict_plane(
+    net: ScoreUNet, plane: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+) -> np.ndarray:
+    """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo."""
+    if tile < 1 or overlap < 0:
+        raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
+    device = next(net.parameters()).device
+    h, w = plane.shape
+    out = np.empty((h, w), dtype=np.float32)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
+            yb, xb = min(y1 + overlap, h), min(x1 + overlap, w)
+            block = torch.from_numpy(np.ascontiguousarray(plane[ya:yb, xa:xb], np.float32))
+            res = network_output(net, block[None, None].to(device))[0, 0].float().cpu().numpy()
+            out[y0:y1, x0:x1] = res[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    return out
+
+
+def denoise_array(
+    model: Noise2ScoreModel,
+    data: np.ndarray,
+    axes: str | None = None,
+    noise: NoiseParams | None = None,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: ProgressFn | None = None,
+    stop: StopFn | None = None,
+) -> np.ndarray:
+    """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units.
+
+    ``noise`` overrides the model's noise parameters (same noise model, input units).
+    ``stop`` is polled between planes; when it returns True, ``Cancelled`` is raised.
+    """
+    data = np.asarray(data)
+    check_image(data)
+    planes, axes = to_planes(data, axes)
+    params = (noise or model.noise_params()).validate()
+    if params.model != model.config.noise:
+        model.noise_params(noise=params.model)  # raises the mismatch error
+    scaled = params.rescaled(model.scale)
+    model.net.eval()
+    out = np.empty(planes.shape, dtype=np.float32)
+    for i, plane in enumerate(planes):
+        if stop is not None and stop():
+            raise Cancelled("denoising stopped")
+        y = plane.astype(np.float32) / np.float32(model.scale)
+        score = model.score(y, predict_plane(model.net, y, tile, overlap))
+        x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
+        out[i] = x * np.float32(model.scale)
+        if progress is not None:
+            progress(i + 1, len(planes))
+    return from_planes(out, data.shape, axes)

@@ -1,0 +1,165 @@
+"""A trained model: network weights + configuration + intensity scale, saved as one file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .errors import ModelFileError, Noise2ScoreError
+from .network import ScoreUNet
+from .noise import NoiseParams
+from .score import domain_params, score_from_residual
+
+FORMAT = "napari-noise2score-model"
+FORMAT_VERSION = 1
+
+
+def build_network(config: TrainConfig) -> ScoreUNet:
+    """The score network a resolved configuration describes."""
+    return ScoreUNet(width=config.width, depth=config.depth, unshuffle=config.unshuffle)
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("napari-noise2score")
+    except Exception:  # running from a source tree that is not installed
+        return "unknown"
+
+
+@dataclass
+class Noise2ScoreModel:
+    """A score network for one noise model, with what is needed to apply it.
+
+    ``scale`` is the input intensity that maps to 1.0 for the network. The network takes
+    scaled intensities and returns the score in its training domain: photon counts for
+    Poisson-type noise (``domain`` = gain / scale), scaled intensities otherwise.
+    """
+
+    config: TrainConfig
+    net: ScoreUNet
+    scale: float
+    final_sigma_a: float
+    steps: int = 0
+    seconds: float = 0.0
+    version: str = ""
+
+    @property
+    def domain(self) -> float:
+        """Scaled intensity of one unit of the training domain (one count, or 1.0)."""
+        return self.config.gain / self.scale if self.config.count_domain else 1.0
+
+    @property
+    def smoothing(self) -> float:
+        """Std of the training perturbation at its end, in scaled intensities."""
+        return self.final_sigma_a * self.domain
+
+    def score(self, y_scaled: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        """Score d log p / dy in scaled intensities, from the network's residual at ``y_scaled``."""
+        noise_w = domain_params(self.config.noise_params.rescaled(self.scale), self.domain)
+        r = score_from_residual(residual, y_scaled, noise_w, self.domain, self.final_sigma_a)
+        return r / np.float32(self.domain)
+
+    def noise_params(
+        self,
+        noise: str | None = None,
+        sigma: float | None = None,
+        gain: float | None = None,
+        shape: float | None = None,
+    ) -> NoiseParams:
+        """The model's noise parameters (input units), with any given value overriding."""
+        cfg = self.config
+        if noise is not None and noise != cfg.noise:
+            raise Noise2ScoreError(
+                f"this model was trained for {cfg.noise} noise, not {noise}: "
+                f"train a model for {noise} noise"
+            )
+        if cfg.count_domain and gain is not None and gain != cfg.gain:
+            raise Noise2ScoreError(
+                "the gain of a Poisson-type model is fixed at training "
+                f"({cfg.gain}); train a new model for gain {gain}"
+            )
+        return NoiseParams(
+            cfg.noise,
+            cfg.sigma if sigma is None else sigma,
+            cfg.gain if gain is None else gain,
+            cfg.shape if shape is None else shape,
+        ).validate()
+
+    def to(self, device: torch.device | str) -> Noise2ScoreModel:
+        """Move the network (channels-last on the CPU, where convolutions run faster there)."""
+        self.net.to(device)
+        if torch.device(device).type == "cpu":
+            self.net.to(memory_format=torch.channels_last)
+        return self
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model atomically (temporary file, then rename)."""
+        path = Path(path)
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "package_version": self.version or package_version(),
+            "config": self.config.to_dict(),
+            "scale": float(self.scale),
+            "final_sigma_a": float(self.final_sigma_a),
+            "steps": int(self.steps),
+            "seconds": float(self.seconds),
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Noise2ScoreModel:
+        """Read a model file; a missing, corrupt or foreign file raises ModelFileError."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"model file not found: {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelFileError(
+                f"{path} is not a readable napari-noise2score model (corrupt, truncated or "
+                f"another format): {type(exc).__name__}"
+            ) from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ModelFileError(f"{path} is not a napari-noise2score model file")
+        if payload.get("format_version", 0) > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{path} was written by a newer napari-noise2score "
+                f"({payload.get('package_version')}); upgrade the plugin to read it"
+            )
+        try:
+            config = TrainConfig.from_dict(payload["config"]).validate()
+            net = build_network(config)
+            net.load_state_dict(payload["state_dict"])
+            model = cls(
+                config=config,
+                net=net,
+                scale=float(payload["scale"]),
+                final_sigma_a=float(payload["final_sigma_a"]),
+                steps=int(payload["steps"]),
+                seconds=float(payload["seconds"]),
+                version=str(payload.get("package_version", "")),
+            )
+        except (KeyError, TypeError, RuntimeError, Noise2ScoreError) as exc:
+            raise ModelFileError(f"{path} is a damaged model file: {exc}") from None
+        net.eval()
+        return model.to(device)

@@ -1,0 +1,68 @@
+"""The score network: a small 2D U-Net whose output takes both signs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.LeakyReLU(0.1, inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class ScoreUNet(nn.Module):
+    """U-Net mapping a 1-channel image to a residual of the same shape (any sign).
+
+    The residual is the correction that the score parameterisation of ``score.py`` turns
+    into the score; it is zero at initialisation (last layer zeroed).
+
+    ``unshuffle`` > 1 folds pixel blocks into channels first (lossless), so every
+    convolution runs on ``1/unshuffle**2`` of the pixels: the CPU-friendly setting.
+    The last layer is a plain convolution, never a non-negative activation.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 3, unshuffle: int = 2) -> None:
+        super().__init__()
+        if width < 1 or depth < 1 or unshuffle < 1:
+            raise ValueError("width, depth and unshuffle must be positive")
+        self.depth = depth
+        self.unshuffle = unshuffle
+        c0 = unshuffle * unshuffle
+        widths = [width * min(2**i, 4) for i in range(depth + 1)]
+        self.head = _block(c0, widths[0])
+        self.down = nn.ModuleList(
+            _block(widths[i], widths[i + 1]) for i in range(depth)
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+            for i in range(depth)
+        )
+        self.merge = nn.ModuleList(
+            _block(2 * widths[i], widths[i]) for i in range(depth)
+        )
+        self.tail = nn.Conv2d(widths[0], c0, 1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+        self.shuffle = nn.PixelShuffle(unshuffle) if unshuffle > 1 else nn.Identity()
+        self.fold = nn.PixelUnshuffle(unshuffle) if unshuffle > 1 else nn.Identity()
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes must be multiples of this number."""
+        return self.unshuffle * 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(self.fold(x))
+        skips = []
+        for block in self.down:
+            skips.append(h)
+            h = block(self.pool(h))
+        for i in reversed(range(self.depth)):
+            h = self.merge[i](torch.cat([self.up[i](h), skips[i]], dim=1))
+        return self.shuffle(self.tail(h))

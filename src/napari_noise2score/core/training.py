@@ -1,0 +1,219 @@
+"""AR-DAE score learning as a generator of typed progress updates, stoppable between steps."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .device import select_device
+from .errors import Noise2ScoreError
+from .model import Noise2ScoreModel, build_network, package_version
+from .noise import NoiseParams
+from .score import domain_params, score_from_residual
+from .stack import check_image, intensity_scale, to_planes
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One training step done."""
+
+    step: int
+    loss: float
+    sigma_a: float
+    elapsed: float
+    eta: float
+    fraction: float
+
+
+@dataclass(frozen=True)
+class TrainDone:
+    """Training ended (budget spent, or stopped early when ``stopped``)."""
+
+    model: Noise2ScoreModel
+    stopped: bool
+
+
+TrainUpdate = TrainProgress | TrainDone
+
+
+def ardae_loss(net_out: torch.Tensor, u: torch.Tensor, sigma_a: float) -> torch.Tensor:
+    """AR-DAE loss: mean of (u + sigma_a * R(y + sigma_a * u))^2; minimised by the score."""
+    return (u + sigma_a * net_out).square().mean()
+
+
+def annealed_sigma(fraction: float, s_max: float, s_min: float) -> float:
+    """sigma_a at a fraction of training: geometric from s_max to s_min."""
+    f = min(max(fraction, 0.0), 1.0)
+    return s_max * (s_min / s_max) ** f
+
+
+class PatchSampler:
+    """Random square patches, with flips and 90-degree turns, from 2D planes of any sizes."""
+
+    def __init__(self, planes: Sequence[np.ndarray], patch: int, seed: int = 0) -> None:
+        self.planes = [p for p in planes if min(p.shape) >= patch]
+        if not self.planes:
+            raise Noise2ScoreError(f"no image plane is at least {patch}x{patch} pixels")
+        self.patch = patch
+        sizes = np.array([(p.shape[0] - patch + 1) * (p.shape[1] - patch + 1) for p in self.planes],
+                         dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int) -> np.ndarray:
+        p, rng = self.patch, self.rng
+        out = np.empty((batch, 1, p, p), dtype=np.float32)
+        for i, k in enumerate(rng.choice(len(self.planes), size=batch, p=self.weights)):
+            plane = self.planes[k]
+            y = rng.integers(0, plane.shape[0] - p + 1)
+            x = rng.integers(0, plane.shape[1] - p + 1)
+            crop = np.rot90(plane[y : y + p, x : x + p], rng.integers(4))
+            out[i, 0] = crop[:, ::-1] if rng.integers(2) else crop
+        return out
+
+
+def prepare_planes(
+    images: np.ndarray | Sequence[np.ndarray], axes: str | None
+) -> list[np.ndarray]:
+    """Check the training images and view each as a (N, Y, X) stack of planes."""
+    if isinstance(images, np.ndarray):
+        images = [images]
+    if len(images) == 0:
+        raise Noise2ScoreError("no training images given")
+    stacks = []
+    for i, image in enumerate(images):
+        image = np.asarray(image)
+        check_image(image, name=f"training image {i + 1}" if len(images) > 1 else "training image")
+        stacks.append(to_planes(image, axes)[0])
+    if all(float(s.min()) == float(s.max()) for s in stacks):
+        raise Noise2ScoreError("the training images are constant: there is nothing to learn")
+    return stacks
+
+
+def typical_noise_std(planes: Sequence[np.ndarray], noise_w: NoiseParams, domain: float) -> float:
+    """The noise std at the median intensity, in the training domain."""
+    rng = np.random.default_rng(0)
+    sample = np.concatenate([rng.choice(p.reshape(-1), min(p.size, 20_000)) for p in planes])
+    median = max(float(np.median(sample)) / domain, 1e-3)
+    if noise_w.model == "gaussian":
+        return noise_w.sigma
+    if noise_w.model == "gamma":
+        return median / math.sqrt(noise_w.shape)
+    read2 = noise_w.sigma**2 if noise_w.model == "poisson-gaussian" else 0.0
+    return math.sqrt(median + read2)
+
+
+def choose_patch(planes: Sequence[np.ndarray], wanted: int, multiple: int) -> int:
+    """The patch size: ``wanted`` rounded to the network's multiple, shrunk for small images."""
+    largest = max(min(p.shape[-2:]) for p in planes)
+    patch = min(wanted, largest) // multiple * multiple
+    if patch < multiple:
+        raise Noise2ScoreError(
+            f"the images are too small to train on: the largest plane is "
+            f"{largest} pixels on its short side, the minimum is {multiple}"
+        )
+    return patch
+
+
+def iter_training(
+    images: np.ndarray | Sequence[np.ndarray],
+    config: TrainConfig,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[TrainUpdate]:
+    """Train a score network on noisy ``images``; yield a TrainProgress per step, then TrainDone.
+
+    ``stop`` is polled before every step: training ends within one step of it returning True,
+    and the model trained so far is still delivered.
+    """
+    config.validate()
+    stacks = prepare_planes(images, config.axes)
+    device = select_device(config.device)
+    scale = intensity_scale(stacks)
+    planes = [p.astype(np.float32) / np.float32(scale) for s in stacks for p in s]
+    domain = config.gain / scale if config.count_domain else 1.0
+    noise_w = domain_params(config.noise_params.rescaled(scale), domain)
+    cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg).to(device)
+    patch = choose_patch(stacks, cfg.patch_size, net.multiple)
+    sampler = PatchSampler(planes, patch, cfg.seed)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.99))
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+
+    start = time.perf_counter()
+    step, fraction, ema, sigma_a = 0, 0.0, None, cfg.sigma_a_max
+    stopped = False
+    net.train()
+    while fraction < 1.0:
+        if stop is not None and stop():
+            stopped = True
+            break
+        sigma_a = annealed_sigma(fraction, cfg.sigma_a_max, cfg.sigma_a_min)
+        lr = cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        y = torch.from_numpy(sampler.sample(cfg.batch_size))
+        u = torch.randn(y.shape, generator=gen)
+        if cfg.antithetic:  # pairs y + s*u, y - s*u: the O(1/s) gradient noise cancels
+            half = (cfg.batch_size + 1) // 2
+            y = torch.cat([y[:half], y[:half]])[: cfg.batch_size]
+            u = torch.cat([u[:half], -u[:half]])[: cfg.batch_size]
+        z = (y + (sigma_a * domain) * u).to(device)
+        if device.type == "cpu":
+            z = z.contiguous(memory_format=torch.channels_last)
+        score = score_from_residual(net(z), z, noise_w, domain, sigma_a)
+        loss = ardae_loss(score, u.to(device), sigma_a)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise Noise2ScoreError(
+                "training diverged (the loss is not finite); try a lower learning rate"
+            )
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        elapsed = time.perf_counter() - start
+        fractions = []
+        if cfg.max_steps is not None:
+            fractions.append(step / cfg.max_steps)
+        if cfg.max_seconds is not None:
+            fractions.append(elapsed / cfg.max_seconds)
+        fraction = max(fractions)
+        eta = elapsed / fraction * (1 - fraction) if fraction < 1 else 0.0
+        yield TrainProgress(step, ema, sigma_a, elapsed, eta, min(fraction, 1.0))
+
+    net.eval()
+    model = Noise2ScoreModel(
+        config=cfg,
+        net=net,
+        scale=scale,
+        final_sigma_a=sigma_a,
+        steps=step,
+        seconds=time.perf_counter() - start,
+        version=package_version(),
+    )
+    yield TrainDone(model.to(device), stopped)
+
+
+def train_model(
+    images: np.ndarray | Sequence[np.ndarray],
+    config: TrainConfig,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Noise2ScoreModel:
+    """Run ``iter_training`` to the end and return the model."""
+    for update in iter_training(images, config, stop):
+        if isinstance(update, TrainDone):
+            return update.model
+        if on_progress is not None:
+            on_progress(update)
+    raise AssertionError("training ended without a model")  # pragma: no cover

@@ -1,0 +1,84 @@
+"""Reading images (TIFF, PNG/JPEG, NumPy) and writing TIFF results atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import Noise2ScoreError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+READABLE = TIFF_SUFFIXES + PLAIN_SUFFIXES + (".npy",)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one image file into memory; unreadable files raise Noise2ScoreError."""
+    path = Path(path)
+    if not path.is_file():
+        raise Noise2ScoreError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in READABLE:
+        raise Noise2ScoreError(
+            f"cannot read {path.name}: supported formats are {', '.join(READABLE)}"
+        )
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            data = tifffile.imread(path)
+        elif suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                if img.mode not in ("L", "I", "I;16", "F", "1"):
+                    img = img.convert("L")
+                data = np.asarray(img)
+    except Exception as exc:
+        raise Noise2ScoreError(
+            f"cannot read {path}: not a valid {suffix[1:].upper()} file "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    data = np.asarray(data)
+    if data.size == 0:
+        raise Noise2ScoreError(f"cannot read {path}: the file holds no image data")
+    return data
+
+
+def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:
+    """Write ``data`` as TIFF (BigTIFF above 2 GiB) via a temporary file renamed when complete."""
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp, data, bigtiff=data.nbytes > 2**31 - 2**25)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def output_paths(inputs: list[Path], out: Path) -> list[Path]:
+    """Output paths: ``out`` itself for one input (unless it is a folder), else out/NAME.tif."""
+    if len(inputs) == 1 and not out.is_dir() and out.suffix.lower() in TIFF_SUFFIXES:
+        targets = [out]
+    elif out.exists() and not out.is_dir():
+        raise Noise2ScoreError(f"{out} is a file; give a folder for several inputs")
+    else:
+        names = [p.stem + ".tif" for p in inputs]
+        if len(set(names)) != len(names):
+            raise Noise2ScoreError("two inputs share a file name; the outputs would collide")
+        targets = [out / n for n in names]
+    for src, dst in zip(inputs, targets, strict=True):
+        if dst.resolve() == src.resolve():
+            raise Noise2ScoreError(f"the output {dst} would overwrite its input")
+    return targets
