@@ -15,41 +15,45 @@ from .noise import NoiseParams, tweedie
 from .stack import check_image, from_planes, to_planes
 
 DEFAULT_TILE = 1024
-DEFAULT_OVERLAP = 48
+DEFAULT_OVERLAP = 64
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad the last two dims symmetrically to a multiple; return the tensor and the offsets."""
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right edges to a multiple (the pooling grid stays anchored at 0)."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    top, left = ph // 2, pw // 2
-    pads = (left, pw - left, top, ph - top)
     if ph or pw:
-        mode = "reflect" if max(pads[2:]) < h and max(pads[:2]) < w else "replicate"
-        x = F.pad(x, pads, mode=mode)
-    return x, (top, left)
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x
 
 
 def network_output(net: ScoreUNet, planes: torch.Tensor) -> torch.Tensor:
     """Run ``net`` on (B, 1, H, W) of any size, padding to its multiple and cropping back."""
     h, w = planes.shape[-2:]
-    padded, (top, left) = _pad_to_multiple(planes, net.multiple)
+    padded = _pad_to_multiple(planes, net.multiple)
     if padded.device.type == "cpu":
         padded = padded.contiguous(memory_format=torch.channels_last)
-    out = net(padded)
-    return out[..., top : top + h, left : left + w]
+    return net(padded)[..., :h, :w]
 
 
 @torch.inference_mode()
 def predict_plane(
     net: ScoreUNet, plane: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
 ) -> np.ndarray:
-    """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo."""
+    """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo.
+
+    Tile and halo are rounded up to the network's multiple, so every tile starts on the
+    pooling grid of the whole plane: with a halo covering the receptive field, the result
+    equals whole-plane inference.
+    """
     if tile < 1 or overlap < 0:
         raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
+    m = net.multiple
+    tile, overlap = -(-tile // m) * m, -(-overlap // m) * m
     device = next(net.parameters()).device
     h, w = plane.shape
     out = np.empty((h, w), dtype=np.float32)
