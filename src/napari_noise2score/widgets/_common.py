@@ -1,0 +1,109 @@
+"""Small Qt pieces shared by the dock widgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, QPointF, Qt, Signal
+from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
+
+from ..core.errors import Noise2ScoreError
+
+
+class LayerPicker(QComboBox):
+    """A combo box of the viewer's image layers, kept in step as layers come and go."""
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.setToolTip("image layer")
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                      viewer.layers.events.reordered):
+            event.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        from napari.layers import Image
+
+        current = self.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        elif names:
+            self.setCurrentIndex(len(names) - 1)
+        self.blockSignals(False)
+        self.currentTextChanged.emit(self.currentText())
+
+    def layer(self) -> Any:
+        """The chosen layer; a clear error if there is none."""
+        name = self.currentText()
+        if not name or name not in self.viewer.layers:
+            raise Noise2ScoreError("choose an image layer first (open an image or a sample)")
+        return self.viewer.layers[name]
+
+
+def layer_array(layer: Any) -> np.ndarray:
+    """The data of an image layer, refused when it cannot be denoised."""
+    if getattr(layer, "rgb", False):
+        raise Noise2ScoreError(
+            f"layer {layer.name!r} is RGB; split it into channels (right-click > Split RGB)"
+        )
+    # multiscale: the full-resolution level
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return np.asarray(data)
+
+
+class Relay(QObject):
+    """Carries progress from a worker thread to the GUI thread (queued Qt signal)."""
+
+    progress = Signal(int, int)
+
+
+class LossPlot(QWidget):
+    """A minimal live line plot of the training loss (log scale)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.values: list[float] = []
+        self.setMinimumHeight(80)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip("training loss (moving average)")
+
+    def clear(self) -> None:
+        self.values = []
+        self.update()
+
+    def add(self, value: float) -> None:
+        self.values.append(float(value))
+        if len(self.values) > 4000:  # keep drawing cheap on long runs
+            self.values = self.values[::2]
+        self.update()
+
+    def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(38, 41, 48))
+        values = [v for v in self.values if v > 0]
+        if len(values) >= 2:
+            y = np.log(np.asarray(values))
+            lo, hi = float(y.min()), float(y.max())
+            span = hi - lo or 1.0
+            w, h = self.width() - 8, self.height() - 8
+            points = [QPointF(4 + w * i / (len(y) - 1), 4 + h * (hi - v) / span)
+                      for i, v in enumerate(y)]
+            painter.setPen(QPen(QColor(120, 200, 255), 1.5))
+            painter.drawPolyline(QPolygonF(points))
+        painter.setPen(QColor(200, 200, 200))
+        label = f"loss {self.values[-1]:.4f}" if self.values else "loss"
+        painter.drawText(self.rect().adjusted(6, 4, -6, -4),
+                         Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, label)
+        painter.end()
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"

@@ -1,0 +1,239 @@
+"""The Denoise dock widget: apply the current model to a layer, as a new layer or in place."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import Cancelled, Noise2ScoreError
+from ..core.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+from ..core.stack import infer_axes
+from ._common import LayerPicker, Relay, layer_array
+from ._session import store_for
+
+NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
+
+
+class DenoiseWidget(QWidget):
+    """Denoise an image layer with the model trained (or loaded) in this viewer."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.store = store_for(napari_viewer)
+        self.worker: Any = None
+        self._stop = threading.Event()
+        self._undo: list[tuple[str, Any]] = []
+        self.last_error = ""
+        self.destroyed.connect(self._stop.set)
+        self.relay = Relay()
+
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        self.load_button = QPushButton("Load model…")
+        self.layer_picker = LayerPicker(napari_viewer)
+        self.axes = QLineEdit()
+        self.params: dict[str, QDoubleSpinBox] = {}
+        self._param_labels: dict[str, QLabel] = {}
+        form = QFormLayout()
+        form.addRow("model", self.model_label)
+        form.addRow("", self.load_button)
+        form.addRow("image layer", self.layer_picker)
+        form.addRow("axes", self.axes)
+        for name, decimals in (("sigma", 4), ("gain", 4), ("shape", 2)):
+            box = QDoubleSpinBox()
+            box.setDecimals(decimals)
+            box.setRange(0.0, 1e9)
+            label = QLabel(name)
+            self.params[name], self._param_labels[name] = box, label
+            form.addRow(label, box)
+        self.output = QComboBox()
+        self.output.addItems([NEW_LAYER, IN_PLACE])
+        self.tile = QSpinBox()
+        self.tile.setRange(16, 16384)
+        self.tile.setValue(DEFAULT_TILE)
+        self.tile.setSuffix(" px")
+        self.tile.setToolTip("tile size: smaller tiles use less memory")
+        form.addRow("output", self.output)
+        form.addRow("tile size", self.tile)
+
+        self.denoise_button = QPushButton("Denoise")
+        self.stop_button = QPushButton("Stop")
+        self.undo_button = QPushButton("Undo in-place")
+        self.stop_button.setEnabled(False)
+        self.undo_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("ready")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for b in (self.denoise_button, self.stop_button, self.undo_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.store.changed.connect(self._model_changed)
+        self.layer_picker.currentTextChanged.connect(self._layer_changed)
+        self.load_button.clicked.connect(self._load_dialog)
+        self.denoise_button.clicked.connect(self.start_denoising)
+        self.stop_button.clicked.connect(self._stop.set)
+        self.undo_button.clicked.connect(self.undo)
+        self.relay.progress.connect(self._on_progress)
+        self._model_changed(self.store.model)
+        self._layer_changed(self.layer_picker.currentText())
+
+    # ---- model -----------------------------------------------------------------------
+    def _model_changed(self, model: Any) -> None:
+        if model is None:
+            self.model_label.setText("none yet: train one, or load a model file")
+            for name in self.params:
+                self.params[name].setVisible(False)
+                self._param_labels[name].setVisible(False)
+            self.denoise_button.setEnabled(False)
+            return
+        cfg = model.config
+        needs = model.noise_params().needs
+        for name, box in self.params.items():
+            box.setVisible(name in needs)
+            self._param_labels[name].setVisible(name in needs)
+            if getattr(cfg, name) is not None:
+                box.setValue(getattr(cfg, name))
+        # a Poisson-type model's gain is fixed by its training domain
+        self.params["gain"].setEnabled(not cfg.count_domain)
+        self.model_label.setText(f"{cfg.noise} model, {self.store.source} "
+                                 f"({model.steps} steps)")
+        self.denoise_button.setEnabled(self.worker is None)
+
+    def _layer_changed(self, name: str) -> None:
+        if name and name in self.viewer.layers:
+            try:
+                self.axes.setText(infer_axes(self.viewer.layers[name].ndim))
+            except Noise2ScoreError:
+                self.axes.setText("")
+
+    def load_model(self, path: str | Path) -> None:
+        from ..api import load_model
+
+        try:
+            model = load_model(path)
+        except Noise2ScoreError as exc:
+            self._error(exc)
+            return
+        self.store.set(model, f"loaded from {Path(path).name}")
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", "",
+                                              "Noise2Score model (*.n2s);;All files (*)")
+        if path:
+            self.load_model(path)
+
+    # ---- denoising -------------------------------------------------------------------
+    def start_denoising(self) -> None:
+        """Read the layer and parameters on the GUI thread; denoise in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        from ..core.inference import denoise_array
+
+        if self.worker is not None:
+            return
+        model = self.store.model
+        try:
+            if model is None:
+                raise Noise2ScoreError("there is no model: train one or load a model file")
+            layer = self.layer_picker.layer()
+            data = layer_array(layer)
+            overrides = {n: b.value() for n, b in self.params.items() if b.isVisible()}
+            noise = model.noise_params(**overrides)
+            axes = self.axes.text().strip().upper() or None
+        except Noise2ScoreError as exc:
+            self._error(exc)
+            return
+        self._stop.clear()
+        target, mode = layer.name, self.output.currentText()
+        tile = self.tile.value()
+        self.status.setText(f"denoising {target}…")
+        self.progress.setValue(0)
+
+        def work() -> np.ndarray:
+            return denoise_array(model, data, axes, noise, tile, DEFAULT_OVERLAP,
+                                 progress=self.relay.progress.emit, stop=self._stop.is_set)
+
+        self.worker = create_worker(work, _start_thread=False)
+        self.worker.returned.connect(lambda result: self._deliver(result, target, mode))
+        self.worker.errored.connect(self._error)
+        self.worker.finished.connect(self._on_finished)
+        self._set_running(True)
+        self.worker.start()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.status.setText(f"denoising: plane {done} of {total}")
+
+    def _deliver(self, result: np.ndarray, target: str, mode: str) -> None:
+        if target not in self.viewer.layers:
+            self._error(Noise2ScoreError(f"layer {target!r} was removed while denoising"))
+            return
+        layer = self.viewer.layers[target]
+        if mode == IN_PLACE:
+            self._undo.append((target, layer.data))  # the old array itself: exact undo
+            layer.data = result
+            layer.reset_contrast_limits()
+            self.undo_button.setEnabled(True)
+            self.status.setText(f"denoised {target} in place (Undo restores it)")
+        else:
+            self.viewer.add_image(result, name=f"{target} denoised", scale=layer.scale,
+                                  translate=layer.translate, colormap=layer.colormap.name,
+                                  blending=layer.blending)
+            self.status.setText(f"added {target} denoised")
+
+    def undo(self) -> None:
+        """Restore the layer that was last denoised in place."""
+        while self._undo:
+            name, data = self._undo.pop()
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                layer.data = data
+                layer.reset_contrast_limits()
+                self.status.setText(f"restored {name}")
+                break
+        self.undo_button.setEnabled(bool(self._undo))
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.denoise_button.setEnabled(not running and self.store.model is not None)
+        self.stop_button.setEnabled(running)
+
+    def _error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        if isinstance(exc, Cancelled):
+            self.status.setText("stopped; the layer is unchanged")
+            show_info("Noise2Score: denoising stopped")
+            return
+        self.last_error = str(exc)
+        self.status.setText(f"error: {exc}")
+        show_error(f"Noise2Score: {exc}")

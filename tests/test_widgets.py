@@ -1,0 +1,131 @@
+"""The dock widgets in a real napari viewer (pytest-qt; under Xvfb in CI)."""
+
+import numpy as np
+import pytest
+
+from conftest import psnr
+from napari_noise2score.widgets import DenoiseWidget, TrainWidget
+
+PLUGIN = "napari-noise2score"
+
+
+@pytest.fixture
+def viewer_with_widgets(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, train_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
+    _, denoise_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")
+    assert isinstance(train_w, TrainWidget) and isinstance(denoise_w, DenoiseWidget)
+    yield viewer, train_w, denoise_w
+    for w in (train_w, denoise_w):  # a test that failed midway must not leak a thread
+        w._stop.set()
+        qtbot.waitUntil(lambda w=w: w.worker is None, timeout=10_000)
+
+
+def fast_settings(train_w, seconds=6.0):
+    train_w.max_seconds.setValue(seconds)
+    train_w.patch_size.setValue(48)
+    train_w.batch_size.setValue(8)
+    train_w.device.setCurrentText("cpu")
+
+
+def wait_idle(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_train_then_denoise_sample(viewer_with_widgets, qtbot):
+    viewer, train_w, denoise_w = viewer_with_widgets
+    viewer.open_sample(PLUGIN, "synthetic_fluorescence")
+    assert train_w.layer_picker.currentText() == "noisy sample"
+    assert train_w.axes.text() == "ZYX"
+    meta = viewer.layers["noisy sample"].metadata
+    train_w.noise.setCurrentText("poisson-gaussian")
+    train_w.params["gain"].setValue(meta["gain"])
+    train_w.params["sigma"].setValue(meta["read_sigma"])
+    assert train_w.params["sigma"].isVisibleTo(train_w) and not train_w.params[
+        "shape"].isVisibleTo(train_w)
+    fast_settings(train_w, seconds=15.0)
+    train_w.train_button.click()
+    assert train_w.worker is not None and not train_w.train_button.isEnabled()
+    wait_idle(qtbot, train_w)
+    assert train_w.store.model is not None, train_w.last_error
+    assert len(train_w.loss_plot.values) > 10
+    # the Denoise widget sees the model, with its parameters prefilled
+    assert denoise_w.denoise_button.isEnabled()
+    assert denoise_w.params["sigma"].value() == pytest.approx(meta["read_sigma"])
+    denoise_w.layer_picker.setCurrentText("noisy sample")
+    denoise_w.denoise_button.click()
+    wait_idle(qtbot, denoise_w)
+    assert "noisy sample denoised" in viewer.layers, denoise_w.last_error
+    clean = viewer.layers["clean reference"].data
+    noisy = viewer.layers["noisy sample"].data
+    out = viewer.layers["noisy sample denoised"].data
+    peak = float(clean.max())
+    assert psnr(clean, out, peak) > psnr(clean, noisy, peak) + 1.0
+
+
+def test_stop_ends_training_promptly(viewer_with_widgets, qtbot):
+    viewer, train_w, _ = viewer_with_widgets
+    viewer.add_image(np.random.default_rng(0).random((128, 128)).astype(np.float32), name="r")
+    train_w.params["sigma"].setValue(0.1)
+    fast_settings(train_w, seconds=600.0)
+    train_w.train_button.click()
+    qtbot.waitUntil(lambda: len(train_w.loss_plot.values) >= 2, timeout=30_000)
+    train_w.stop_button.click()
+    wait_idle(qtbot, train_w, timeout=3_000)
+    assert train_w.store.model is not None and train_w.store.model.steps < 200
+    assert train_w.status.text().startswith("stopped")
+
+
+def test_in_place_denoise_and_undo(viewer_with_widgets, qtbot, tmp_path):
+    viewer, train_w, denoise_w = viewer_with_widgets
+    rng = np.random.default_rng(1)
+    original = (rng.random((96, 96)) * 200).astype(np.uint8)
+    layer = viewer.add_image(original.copy(), name="img")
+    train_w.params["sigma"].setValue(20.0)
+    fast_settings(train_w, seconds=3.0)
+    train_w.train_button.click()
+    wait_idle(qtbot, train_w)
+    # round trip through a model file, as a user would
+    train_w.save_model(tmp_path / "m.n2s")
+    denoise_w.load_model(tmp_path / "m.n2s")
+    assert "loaded from m.n2s" in denoise_w.model_label.text()
+    denoise_w.output.setCurrentIndex(1)
+    denoise_w.denoise_button.click()
+    wait_idle(qtbot, denoise_w)
+    assert layer.data.dtype == np.float32 and not np.array_equal(layer.data, original)
+    assert denoise_w.undo_button.isEnabled()
+    denoise_w.undo_button.click()
+    assert layer.data.dtype == np.uint8 and np.array_equal(layer.data, original)
+    assert not denoise_w.undo_button.isEnabled()
+
+
+def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, monkeypatch):
+    import napari.utils.notifications as notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: shown.append(msg))
+    viewer, train_w, denoise_w = viewer_with_widgets
+    viewer.add_labels(np.zeros((64, 64), dtype=np.uint8), name="labels")
+    # labels are not offered, and with no image the Train button explains itself
+    assert train_w.layer_picker.count() == 0
+    train_w.train_button.click()
+    assert "choose an image layer" in shown[-1] and train_w.worker is None
+    viewer.add_image(np.ones((1, 1), dtype=np.float32) * np.array([[3.0]]), name="dot")
+    viewer.add_image(np.random.default_rng(0).random((8, 8)), name="tiny")
+    train_w.layer_picker.setCurrentText("tiny")
+    train_w.params["sigma"].setValue(0.1)
+    fast_settings(train_w)
+    train_w.train_button.click()
+    wait_idle(qtbot, train_w)
+    assert "too small" in shown[-1]
+    train_w.layer_picker.setCurrentText("dot")
+    train_w.train_button.click()
+    wait_idle(qtbot, train_w)
+    assert "constant" in shown[-1]
+    train_w.params["sigma"].setValue(0.0)
+    train_w.train_button.click()
+    assert "sigma must be > 0" in shown[-1]
+    # no model: Denoise explains rather than failing
+    denoise_w.start_denoising()
+    assert "no model" in shown[-1]
+    assert train_w.store.model is None
