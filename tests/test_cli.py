@@ -100,7 +100,7 @@ def test_unknown_noise_name_is_a_usage_error(tmp_path, noisy_files):
 def test_demo_runs_end_to_end(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "napari_noise2score", "demo", "-o", str(tmp_path / "d"),
-         "--max-seconds", "25"], capture_output=True, text=True)
+         "--steps", "300"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("PSNR")][0]
     before, after = (float(w) for w in line.replace("dB", "").split() if _is_number(w))

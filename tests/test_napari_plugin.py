@@ -20,7 +20,7 @@ def test_sample_data_opens_in_viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-noise2score", "synthetic_fluorescence")
     names = [layer.name for layer in viewer.layers]
-    assert names == ["clean reference", "noisy sample"]
+    assert names == ["noisy sample", "clean reference"]
     noisy, clean = viewer.layers["noisy sample"].data, viewer.layers["clean reference"].data
     assert noisy.shape == clean.shape and noisy.ndim == 3
     # Poisson-Gaussian noise: the residual variance grows with the signal

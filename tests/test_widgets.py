@@ -43,7 +43,8 @@ def test_train_then_denoise_sample(viewer_with_widgets, qtbot):
     train_w.params["sigma"].setValue(meta["read_sigma"])
     assert train_w.params["sigma"].isVisibleTo(train_w) and not train_w.params[
         "shape"].isVisibleTo(train_w)
-    fast_settings(train_w, seconds=15.0)
+    fast_settings(train_w, seconds=120.0)
+    train_w.max_steps.setValue(300)
     train_w.train_button.click()
     assert train_w.worker is not None and not train_w.train_button.isEnabled()
     wait_idle(qtbot, train_w)
@@ -61,6 +62,7 @@ def test_train_then_denoise_sample(viewer_with_widgets, qtbot):
     out = viewer.layers["noisy sample denoised"].data
     peak = float(clean.max())
     assert psnr(clean, out, peak) > psnr(clean, noisy, peak) + 1.0
+    assert train_w.store.model.steps == 300
 
 
 def test_stop_ends_training_promptly(viewer_with_widgets, qtbot):
@@ -129,3 +131,23 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, 
     denoise_w.start_denoising()
     assert "no model" in shown[-1]
     assert train_w.store.model is None
+
+
+def test_estimate_button_shows_parameters_before_use(viewer_with_widgets):
+    from conftest import smooth_image
+
+    viewer, train_w, _ = viewer_with_widgets
+    rng = np.random.default_rng(5)
+    clean = np.stack([np.where(smooth_image(256, s) > 0.35, smooth_image(256, s), 0) * 400
+                      for s in range(3)])
+    noisy = 3.0 * rng.poisson(clean / 3.0) + 50 + 2.0 * rng.standard_normal(clean.shape)
+    viewer.add_image(noisy.astype(np.float32), name="camera")
+    train_w.noise.setCurrentText("auto")
+    assert not any(box.isVisibleTo(train_w) for box in train_w.params.values())
+    train_w.estimate_button.click()
+    assert train_w.noise.currentText() == "poisson-gaussian"
+    assert train_w.params["gain"].value() == pytest.approx(3.0, rel=0.15)
+    assert train_w.params["offset"].value() == pytest.approx(50.0, abs=1.5)
+    assert train_w.status.text().startswith("estimated noise model: poisson-gaussian")
+    config = train_w.config()
+    assert config.noise == "poisson-gaussian" and config.offset == pytest.approx(50.0, abs=1.5)

@@ -40,11 +40,12 @@ def noisy_sample(clean: np.ndarray, seed: int = 1) -> np.ndarray:
 
 
 def make_sample_layers() -> list[tuple]:
-    """napari sample data: the noisy stack, and its clean reference (hidden)."""
+    """napari sample data: the noisy stack (picked first by the widgets), and its hidden
+    clean reference."""
     clean = clean_sample()
     noisy = noisy_sample(clean)
     meta = {"gain": SAMPLE_GAIN, "read_sigma": SAMPLE_READ_SIGMA}
     return [
-        (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image"),
         (noisy, {"name": "noisy sample", "metadata": meta}, "image"),
+        (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image"),
     ]

@@ -41,6 +41,24 @@ def train(
     return train_model(images, make_config(config, **options), on_progress, stop)
 
 
+def estimate_noise(images: np.ndarray | Sequence[np.ndarray], axes: str | None = None):
+    """Estimate the noise model and parameters (image units) of one array or several.
+
+    Returns a NoiseEstimate: ``.model``, ``.sigma``, ``.gain``, ``.shape``, ``.offset``,
+    ``.correlation`` (neighbour correlation of the noise) and ``.quality`` (0 to 1).
+    """
+    from .core.estimation import estimate_noise as _estimate
+    from .core.stack import check_image, to_planes
+
+    arrays = [images] if isinstance(images, np.ndarray) else list(images)
+    stacks = []
+    for array in arrays:
+        array = np.asarray(array)
+        check_image(array)
+        stacks.append(to_planes(array, axes)[0])
+    return _estimate(stacks)
+
+
 def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreModel:
     """Read a model saved with ``model.save(path)``."""
     return Noise2ScoreModel.load(path, select_device(device))

@@ -1,4 +1,4 @@
-"""Command line: ``napari-noise2score train|denoise|run|demo`` (a thin shell over the API)."""
+"""Command line: ``napari-noise2score train|denoise|run|estimate|demo`` over the API."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.config import DEVICES, TrainConfig
+from .core.config import AUTO, DEVICES, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import MIXED_MODES, NOISE_MODELS
 
@@ -20,8 +20,11 @@ EXIT_USAGE = 2
 def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
     g = p.add_argument_group("noise (intensities in the input's own units)")
     if with_model:
-        g.add_argument("--noise", choices=NOISE_MODELS, default="gaussian",
-                       help="noise model (default: gaussian)")
+        g.add_argument("--noise", choices=(AUTO, *NOISE_MODELS), default="gaussian",
+                       help="noise model; 'auto' estimates it and its parameters from the "
+                       "images (default: gaussian)")
+        g.add_argument("--offset", type=float, default=0.0,
+                       help="camera offset (dark level) subtracted before denoising")
     g.add_argument("--sigma", type=float,
                    help="Gaussian std, or the read-noise std of poisson-gaussian")
     g.add_argument("--gain", type=float, help="Poisson gain zeta: the intensity of one count")
@@ -85,10 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     _add_tiling(p)
 
+    p = sub.add_parser("estimate", help="estimate the noise model and its parameters")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("--axes", help="axes of the input, e.g. YX, TYX, ZYX (default: inferred)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per input")
+
     p = sub.add_parser("demo", help="denoise the bundled synthetic sample and report PSNR")
     p.add_argument("-o", "--output", type=Path, default=Path("noise2score-demo"),
                    help="folder for noisy.tif, denoised.tif, clean.tif and model.n2s")
     p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--steps", type=int, help="train for this many steps instead")
     p.add_argument("--device", default="auto")
     return parser
 
@@ -98,6 +107,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
     return make_config(
         noise=args.noise, sigma=args.sigma, gain=args.gain, shape=args.shape, axes=args.axes,
+        offset=args.offset,
         max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
         device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
         batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
@@ -108,7 +118,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 def _train_with_bar(images, config: TrainConfig):
     from tqdm import tqdm
 
-    from .core.training import TrainDone, iter_training
+    from .core.training import NoiseEstimated, TrainDone, iter_training
 
     with tqdm(total=100, desc="training", unit="%", file=sys.stderr,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
@@ -116,6 +126,9 @@ def _train_with_bar(images, config: TrainConfig):
             if isinstance(update, TrainDone):
                 bar.update(100 - bar.n)
                 return update.model
+            if isinstance(update, NoiseEstimated):
+                bar.write(f"estimated {update.estimate.describe()}", file=sys.stderr)
+                continue
             bar.update(int(update.fraction * 100) - bar.n)
             bar.set_postfix_str(
                 f"step {update.step} loss {update.loss:.4f} sigma_a {update.sigma_a:.3g} "
@@ -178,6 +191,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     _denoise_files(model, args.inputs, images, args.output, args)
 
 
+def cmd_estimate(args: argparse.Namespace) -> None:
+    import json
+
+    from .api import estimate_noise
+
+    for path, image in zip(args.inputs, _read_all(args.inputs), strict=True):
+        estimate = estimate_noise(image, axes=args.axes)
+        if args.json:
+            print(json.dumps({"file": str(path), **estimate.to_dict()}))
+        else:
+            print(f"{path}: {estimate.describe()}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from ._sample_data import SAMPLE_GAIN, SAMPLE_READ_SIGMA, clean_sample, noisy_sample
     from .api import denoise, make_config
@@ -186,7 +212,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     clean = clean_sample()
     noisy = noisy_sample(clean)
     config = make_config(noise="poisson-gaussian", gain=SAMPLE_GAIN, sigma=SAMPLE_READ_SIGMA,
-                         max_seconds=args.max_seconds, device=args.device)
+                         max_seconds=None if args.steps else args.max_seconds,
+                         max_steps=args.steps, device=args.device)
     start = time.perf_counter()
     model = _train_with_bar(noisy, config)
     result = denoise(noisy, model)
@@ -205,7 +232,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"PSNR noisy {psnr(noisy):.2f} dB -> denoised {psnr(result):.2f} dB; files in {out}/")
 
 
-COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo,
+            "estimate": cmd_estimate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

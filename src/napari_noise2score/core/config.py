@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .errors import Noise2ScoreError
+from .estimation import NoiseEstimate
 from .noise import MIXED_MODES, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUTO = "auto"
 
 
 @dataclass
@@ -23,6 +26,7 @@ class TrainConfig:
     sigma: float | None = None
     gain: float | None = None
     shape: float | None = None
+    offset: float = 0.0
     mixed_mode: str = "gaussian-then-poisson"
     axes: str | None = None
     max_seconds: float | None = 120.0
@@ -39,6 +43,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    def with_estimate(self, estimate: NoiseEstimate) -> TrainConfig:
+        """A copy whose noise model and parameters are those of ``estimate``."""
+        return replace(self, noise=estimate.model, sigma=estimate.sigma, gain=estimate.gain,
+                       shape=estimate.shape, offset=estimate.offset)
+
     @property
     def noise_params(self) -> NoiseParams:
         return NoiseParams(self.noise, self.sigma, self.gain, self.shape)
@@ -49,8 +58,14 @@ class TrainConfig:
         return self.noise in ("poisson", "poisson-gaussian")
 
     def validate(self) -> TrainConfig:
-        """Raise a clear error for any impossible setting; return self."""
-        self.noise_params.validate()
+        """Raise a clear error for any impossible setting; return self.
+
+        ``noise="auto"`` needs no parameter: they are estimated from the data at training.
+        """
+        if self.noise != AUTO:
+            self.noise_params.validate()
+        if not math.isfinite(self.offset):
+            raise Noise2ScoreError(f"offset must be a finite number, got {self.offset}")
         if self.mixed_mode not in MIXED_MODES:
             raise Noise2ScoreError(
                 f"unknown mixed mode {self.mixed_mode!r}; choose one of {', '.join(MIXED_MODES)}"
@@ -80,18 +95,17 @@ class TrainConfig:
         """A copy with every automatic field filled in.
 
         ``device_type`` ('cpu', 'cuda', 'mps') sizes the network; ``noise_std``, the typical
-        noise std in the training domain, sets the sigma_a schedule: Poisson-type noise is
-        learned in photon counts with sigma_a from 1.0 to 0.5 counts, never annealed towards
-        0 (ALGORITHM.md section 2); Gaussian and Gamma noise anneal sigma_a from the noise std
-        to a third of it, where a short training still learns the score well (docs/algorithm.md).
+        noise std in the training domain, sets the sigma_a schedule: from the noise std to a
+        third of it, where a short training still learns the score well (docs/algorithm.md);
+        Poisson-type noise is learned in photon counts and sigma_a never goes below 1.0 to
+        0.5 counts there (on the count lattice a smaller one spoils Tweedie, ALGORITHM.md 2).
         """
         big = device_type != "cpu"
         net = {"width": 48, "depth": 4, "unshuffle": 1} if big else {
             "width": 24, "depth": 3, "unshuffle": 2}
+        sched = {"sigma_a_max": noise_std, "sigma_a_min": noise_std / 3}
         if self.count_domain:
-            sched = {"sigma_a_max": 1.0, "sigma_a_min": 0.5}
-        else:
-            sched = {"sigma_a_max": noise_std, "sigma_a_min": noise_std / 3}
+            sched = {"sigma_a_max": max(1.0, noise_std), "sigma_a_min": max(0.5, noise_std / 3)}
         filled = {k: v for k, v in {**net, **sched}.items() if getattr(self, k) is None}
         return replace(self, **filled)
 

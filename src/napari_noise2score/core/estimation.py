@@ -130,7 +130,7 @@ def _binned(mean: np.ndarray, var: np.ndarray, n_bins: int = 16) -> tuple[np.nda
     for k in range(len(edges) - 1):
         sel = idx == k
         if sel.sum() >= 5:
-            m.append(mean[sel].mean())
+            m.append(np.median(mean[sel]))
             # median of a mean of 64 squares is ~1 % below its mean: correct it
             v.append(np.median(var[sel]) / (1 - 2 / (9 * WINDOW * WINDOW)) ** 3)
             n.append(sel.sum())
@@ -211,13 +211,14 @@ def _fit(planes, mean, var, keep, lo: float, integer: bool) -> NoiseEstimate:
     if a <= 0 or a * max(level - lo, 0) < 0.1 * max(b, 1e-12):
         q_const = _weighted_fit(m, v, w, "constant")[1]
         return _gaussian(float(np.average(v, weights=n)), correlation, q_const, n_win, "")
-    # var = a (mean - offset) + sigma^2: the offset is the dark level of the data
-    offset = float(np.quantile(mean[keep], 0.01))
-    read2 = b + a * offset
-    note = "offset taken as the dark level of the image"
-    if read2 < 0:  # the intercept puts zero signal above the dark level: no read noise
-        offset, read2 = -b / a, 0.0
-        note = "read noise too small to measure; offset from the variance fit"
+    # var = a (mean - offset) + sigma^2. The offset is the dark level (the darkest flat
+    # windows) and sigma^2 the noise variance measured there: signal-free pixels show the
+    # read noise alone. (Where nothing is signal-free, the faint background counts as
+    # offset, and its shot noise as read noise: the variance function stays right.)
+    dark = keep & (mean <= np.quantile(mean[keep], 0.05))
+    offset = float(np.median(mean[dark]))
+    read2 = float(np.median(var[dark])) / (1 - 2 / (9 * WINDOW * WINDOW)) ** 3 * inflate
+    note = "offset = dark level of the image"
     sigma = math.sqrt(max(read2, 1 / 12 if integer else 0.0, 1e-12))
     return NoiseEstimate("poisson-gaussian", sigma, float(a), None, offset, correlation,
                          q_affine, n_win, note)

@@ -95,10 +95,10 @@ def denoise_array(
     for i, plane in enumerate(planes):
         if stop is not None and stop():
             raise Cancelled("denoising stopped")
-        y = plane.astype(np.float32) / np.float32(model.scale)
+        y = model.to_scaled(plane)
         score = model.score(y, predict_plane(model.net, y, tile, overlap))
         x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
-        out[i] = x * np.float32(model.scale)
+        out[i] = model.from_scaled(x)
         if progress is not None:
             progress(i + 1, len(planes))
     return from_planes(out, data.shape, axes)

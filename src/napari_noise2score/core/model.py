@@ -62,6 +62,14 @@ class Noise2ScoreModel:
         """Std of the training perturbation at its end, in scaled intensities."""
         return self.final_sigma_a * self.domain
 
+    def to_scaled(self, plane: np.ndarray) -> np.ndarray:
+        """Input intensities to the network's scale (offset removed), float32."""
+        return (plane.astype(np.float32) - np.float32(self.config.offset)) / np.float32(self.scale)
+
+    def from_scaled(self, x: np.ndarray) -> np.ndarray:
+        """The network's scale back to input intensities (offset restored), float32."""
+        return (x * np.float32(self.scale) + np.float32(self.config.offset)).astype(np.float32)
+
     def score(self, y_scaled: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """Score d log p / dy in scaled intensities, from the network's residual at ``y_scaled``."""
         noise_w = domain_params(self.config.noise_params.rescaled(self.scale), self.domain)

@@ -131,7 +131,8 @@ def tweedie(
         return k * y1 / denom
     zeta = noise.gain
     if mixed_mode == "affine":
-        v = np.maximum(zeta * y + read2, 1e-3 * zeta * zeta)
+        # near and below zero signal the correction term zeta^2 / 2v must stay bounded
+        v = np.maximum(zeta * y + read2, 0.5 * (read2 + zeta * zeta))
         log_step = np.clip(zeta * score + zeta * zeta / (2 * v), -_MAX_LOG_STEP, _MAX_LOG_STEP)
         return (v * np.exp(log_step) - read2) / zeta
     # Gaussian-then-Poisson: remove the Gaussian part, then the shot noise

@@ -19,7 +19,7 @@ def infer_axes(ndim: int) -> str:
         )
     if ndim > 5:
         raise Noise2ScoreError(f"arrays of {ndim} dimensions are not supported (at most 5)")
-    return "TZCYX"[5 - ndim :]
+    return {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}[ndim]
 
 
 def check_axes(axes: str | None, ndim: int) -> str:
@@ -69,20 +69,25 @@ def check_image(data: np.ndarray, name: str = "image") -> None:
         raise Noise2ScoreError(f"{name} contains NaN or infinite values; fix or mask them first")
 
 
-def intensity_scale(arrays: Sequence[np.ndarray], max_samples: int = 2_000_000) -> float:
-    """The intensity that maps to 1.0 for the network (uint8: 255; else a robust maximum)."""
-    if all(a.dtype == np.uint8 for a in arrays):
-        return 255.0
+def intensity_scale(
+    arrays: Sequence[np.ndarray], offset: float = 0.0, max_samples: int = 2_000_000
+) -> float:
+    """The intensity above ``offset`` that maps to 1.0 for the network.
+
+    8-bit data: 255 - offset (so the usual 0-255 conventions hold); else a robust maximum.
+    """
+    if all(a.dtype == np.uint8 for a in arrays) and offset < 128:
+        return 255.0 - offset
     rng = np.random.default_rng(0)
     samples = []
     per = max(1, max_samples // max(1, len(arrays)))
     for a in arrays:
         flat = a.reshape(-1)
         pick = flat if flat.size <= per else flat[rng.integers(0, flat.size, per)]
-        samples.append(np.abs(pick.astype(np.float64)))
+        samples.append(np.abs(pick.astype(np.float64) - offset))
     scale = float(np.percentile(np.concatenate(samples), 99.9))
     if not scale > 0:
-        scale = float(max(np.abs(a).max() for a in arrays))
+        scale = float(max(np.abs(a.astype(np.float64) - offset).max() for a in arrays))
     if not scale > 0:
         raise Noise2ScoreError("the image is all zeros: there is nothing to learn from")
     return scale

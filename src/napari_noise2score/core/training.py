@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
+from .estimation import NoiseEstimate, estimate_noise
 from .model import Noise2ScoreModel, build_network, package_version
 from .noise import NoiseParams
 from .score import domain_params, score_from_residual
@@ -32,6 +33,13 @@ class TrainProgress:
 
 
 @dataclass(frozen=True)
+class NoiseEstimated:
+    """Noise parameters estimated from the training data (``noise="auto"``), before use."""
+
+    estimate: NoiseEstimate
+
+
+@dataclass(frozen=True)
 class TrainDone:
     """Training ended (budget spent, or stopped early when ``stopped``)."""
 
@@ -39,7 +47,7 @@ class TrainDone:
     stopped: bool
 
 
-TrainUpdate = TrainProgress | TrainDone
+TrainUpdate = TrainProgress | NoiseEstimated | TrainDone
 
 
 def ardae_loss(net_out: torch.Tensor, u: torch.Tensor, sigma_a: float) -> torch.Tensor:
@@ -97,16 +105,16 @@ def prepare_planes(
 
 
 def typical_noise_std(planes: Sequence[np.ndarray], noise_w: NoiseParams, domain: float) -> float:
-    """The noise std at the median intensity, in the training domain."""
+    """The noise std at the mean intensity, in the training domain."""
     rng = np.random.default_rng(0)
     sample = np.concatenate([rng.choice(p.reshape(-1), min(p.size, 20_000)) for p in planes])
-    median = max(float(np.median(sample)) / domain, 1e-3)
+    level = max(float(np.mean(sample)) / domain, 1e-3)
     if noise_w.model == "gaussian":
         return noise_w.sigma
     if noise_w.model == "gamma":
-        return median / math.sqrt(noise_w.shape)
+        return level / math.sqrt(noise_w.shape)
     read2 = noise_w.sigma**2 if noise_w.model == "poisson-gaussian" else 0.0
-    return math.sqrt(median + read2)
+    return math.sqrt(level + read2)
 
 
 def choose_patch(planes: Sequence[np.ndarray], wanted: int, multiple: int) -> int:
@@ -128,14 +136,22 @@ def iter_training(
 ) -> Iterator[TrainUpdate]:
     """Train a score network on noisy ``images``; yield a TrainProgress per step, then TrainDone.
 
+    With ``config.noise == "auto"`` the noise is first estimated from the images and a
+    NoiseEstimated update is yielded before training starts.
+
     ``stop`` is polled before every step: training ends within one step of it returning True,
     and the model trained so far is still delivered.
     """
     config.validate()
     stacks = prepare_planes(images, config.axes)
+    if config.noise == AUTO:
+        estimate = estimate_noise(stacks)
+        yield NoiseEstimated(estimate)
+        config = config.with_estimate(estimate).validate()
     device = select_device(config.device)
-    scale = intensity_scale(stacks)
-    planes = [p.astype(np.float32) / np.float32(scale) for s in stacks for p in s]
+    scale = intensity_scale(stacks, config.offset)
+    off = np.float32(config.offset)
+    planes = [(p.astype(np.float32) - off) / np.float32(scale) for s in stacks for p in s]
     domain = config.gain / scale if config.count_domain else 1.0
     noise_w = domain_params(config.noise_params.rescaled(scale), domain)
     cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
@@ -214,6 +230,6 @@ def train_model(
     for update in iter_training(images, config, stop):
         if isinstance(update, TrainDone):
             return update.model
-        if on_progress is not None:
+        if on_progress is not None and isinstance(update, TrainProgress):
             on_progress(update)
     raise AssertionError("training ended without a model")  # pragma: no cover

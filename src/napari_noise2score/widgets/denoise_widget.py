@@ -162,7 +162,8 @@ class DenoiseWidget(QWidget):
                 raise Noise2ScoreError("there is no model: train one or load a model file")
             layer = self.layer_picker.layer()
             data = layer_array(layer)
-            overrides = {n: b.value() for n, b in self.params.items() if b.isVisible()}
+            overrides = {n: b.value() for n, b in self.params.items()
+                         if n in model.noise_params().needs}
             noise = model.noise_params(**overrides)
             axes = self.axes.text().strip().upper() or None
         except Noise2ScoreError as exc:
@@ -178,7 +179,7 @@ class DenoiseWidget(QWidget):
             return denoise_array(model, data, axes, noise, tile, DEFAULT_OVERLAP,
                                  progress=self.relay.progress.emit, stop=self._stop.is_set)
 
-        self.worker = create_worker(work, _start_thread=False)
+        self.worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(lambda result: self._deliver(result, target, mode))
         self.worker.errored.connect(self._error)
         self.worker.finished.connect(self._on_finished)

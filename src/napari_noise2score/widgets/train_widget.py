@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import TrainConfig
+from ..core.config import AUTO, TrainConfig
 from ..core.errors import Noise2ScoreError
 from ..core.noise import NOISE_MODELS
 from ..core.stack import infer_axes
@@ -34,7 +34,10 @@ PARAM_HELP = {
     "sigma": "noise std in the layer's intensity units (read noise for poisson-gaussian)",
     "gain": "Poisson gain zeta: the intensity of one photon count",
     "shape": "Gamma shape k (> 1)",
+    "offset": "camera offset (dark level), subtracted before denoising",
 }
+NEEDS = {"auto": set(), "gaussian": {"sigma"}, "poisson": {"gain", "offset"},
+         "gamma": {"shape"}, "poisson-gaussian": {"gain", "sigma", "offset"}}
 
 
 def _spin(value: float, lo: float, hi: float, decimals: int = 4) -> QDoubleSpinBox:
@@ -73,12 +76,17 @@ class TrainWidget(QWidget):
         self.axes = QLineEdit()
         self.axes.setToolTip("axes of the layer, e.g. YX, TYX, ZYX; Y and X are the image plane")
         self.noise = QComboBox()
-        self.noise.addItems(NOISE_MODELS)
+        self.noise.addItems([AUTO, *NOISE_MODELS])
+        self.noise.setCurrentText("gaussian")
+        self.noise.setToolTip("'auto' estimates the noise model and its parameters")
         self.params = {
             "sigma": _spin(10.0, 0.0, 1e9),
             "gain": _spin(1.0, 0.0, 1e9),
             "shape": _spin(50.0, 0.0, 1e9, decimals=2),
+            "offset": _spin(0.0, -1e9, 1e9, decimals=3),
         }
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setToolTip("estimate the noise model and parameters from the layer")
         self.max_seconds = _spin(120.0, 1.0, 1e6, decimals=0)
         self.max_seconds.setSuffix(" s")
         self.max_steps = _int_spin(0, 0, 10_000_000, special="by time")
@@ -86,7 +94,10 @@ class TrainWidget(QWidget):
         form = QFormLayout()
         form.addRow("image layer", self.layer_picker)
         form.addRow("axes", self.axes)
-        form.addRow("noise model", self.noise)
+        noise_row = QHBoxLayout()
+        noise_row.addWidget(self.noise, 1)
+        noise_row.addWidget(self.estimate_button)
+        form.addRow("noise model", noise_row)
         self._param_labels = {}
         for name, box in self.params.items():
             box.setToolTip(PARAM_HELP[name])
@@ -144,6 +155,7 @@ class TrainWidget(QWidget):
         layout.addStretch(1)
 
         self.noise.currentTextChanged.connect(self._show_params)
+        self.estimate_button.clicked.connect(self.estimate)
         self.layer_picker.currentTextChanged.connect(self._layer_changed)
         self.train_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.stop_training)
@@ -160,8 +172,7 @@ class TrainWidget(QWidget):
         return ["auto"] + available_devices()
 
     def _show_params(self, noise: str) -> None:
-        needs = {"gaussian": {"sigma"}, "poisson": {"gain"}, "gamma": {"shape"},
-                 "poisson-gaussian": {"gain", "sigma"}}[noise]
+        needs = NEEDS[noise]
         for name, box in self.params.items():
             box.setVisible(name in needs)
             self._param_labels[name].setVisible(name in needs)
@@ -177,12 +188,14 @@ class TrainWidget(QWidget):
     def config(self) -> TrainConfig:
         """The TrainConfig these fields describe (validated)."""
         noise = self.noise.currentText()
-        values = {name: box.value() for name, box in self.params.items()}
+        values = {name: (box.value() if name in NEEDS[noise] else None)
+                  for name, box in self.params.items()}
         return TrainConfig(
             noise=noise,
-            sigma=values["sigma"] if noise in ("gaussian", "poisson-gaussian") else None,
-            gain=values["gain"] if noise in ("poisson", "poisson-gaussian") else None,
-            shape=values["shape"] if noise == "gamma" else None,
+            sigma=values["sigma"],
+            gain=values["gain"],
+            shape=values["shape"],
+            offset=values["offset"] or 0.0,
             axes=self.axes.text().strip().upper() or None,
             max_seconds=self.max_seconds.value(),
             max_steps=self.max_steps.value() or None,
@@ -197,6 +210,7 @@ class TrainWidget(QWidget):
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the fields (e.g. that of a loaded model)."""
         self.noise.setCurrentText(config.noise)
+        self.params["offset"].setValue(config.offset)
         for name in self.params:
             value = getattr(config, name)
             if value is not None:
@@ -205,6 +219,28 @@ class TrainWidget(QWidget):
         self.batch_size.setValue(config.batch_size)
         self.learning_rate.setValue(config.learning_rate)
         self.seed.setValue(config.seed)
+
+    def estimate(self) -> None:
+        """Estimate the noise of the chosen layer and show it in the fields."""
+        from ..api import estimate_noise
+
+        try:
+            layer = self.layer_picker.layer()
+            estimate = estimate_noise(layer_array(layer),
+                                      axes=self.axes.text().strip().upper() or None)
+        except Noise2ScoreError as exc:
+            self._error(exc)
+            return
+        self.show_estimate(estimate)
+
+    def show_estimate(self, estimate: Any) -> None:
+        """Put an estimate in the fields and say what it is, before it is used."""
+        self.noise.setCurrentText(estimate.model)
+        for name in self.params:
+            value = getattr(estimate, name)
+            if value is not None:
+                self.params[name].setValue(value)
+        self.status.setText(f"estimated {estimate.describe()}")
 
     # ---- training --------------------------------------------------------------------
     def start_training(self) -> None:
@@ -228,7 +264,7 @@ class TrainWidget(QWidget):
         self._training_layer = layer.name
         self.status.setText(f"training on {layer.name}…")
         self.worker = create_worker(iter_training, data, config, stop=self._stop.is_set,
-                                    _start_thread=False)
+                                    _start_thread=False, _ignore_errors=True)
         self.worker.yielded.connect(self._on_update)
         self.worker.errored.connect(self._error)
         self.worker.finished.connect(self._on_finished)
@@ -241,8 +277,11 @@ class TrainWidget(QWidget):
         self.status.setText("stopping…")
 
     def _on_update(self, update: Any) -> None:
-        from ..core.training import TrainDone
+        from ..core.training import NoiseEstimated, TrainDone
 
+        if isinstance(update, NoiseEstimated):
+            self.show_estimate(update.estimate)
+            return
         if isinstance(update, TrainDone):
             model = update.model
             self.store.set(model, f"trained on {self._training_layer}")
@@ -270,6 +309,7 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.load_button.setEnabled(not running)
+        self.estimate_button.setEnabled(not running)
 
     def _error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
