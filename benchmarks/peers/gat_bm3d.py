@@ -125,7 +125,8 @@ def _self_check() -> None:
     # Sanity check of the variance stabilisation on a flat patch.
     flat = np.full((200, 200), 20.0)
     yf = gain * rng.poisson(flat / gain) + rng.normal(offset, sigma, flat.shape)
-    print(f"GAT std on a flat patch (should be ~1): {gat_forward(yf, gain, sigma, offset).std():.3f}")
+    flat_std = gat_forward(yf, gain, sigma, offset).std()
+    print(f"GAT std on a flat patch (should be ~1): {flat_std:.3f}")
 
     t0 = time.perf_counter()
     est = gat_bm3d(y, gain, sigma, offset)

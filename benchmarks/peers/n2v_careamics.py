@@ -125,7 +125,8 @@ def n2v_denoise(
     if n_epochs is None:
         n_epochs = max(1, math.floor(SAFETY * max_seconds / SEC_PER_EPOCH))
     total = int(math.ceil(max_seconds))
-    max_time = f"{total // 86400:02d}:{total % 86400 // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+    days, hours = total // 86400, total % 86400 // 3600
+    max_time = f"{days:02d}:{hours:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
     config = create_advanced_n2v_config(
         experiment_name="n2v_single_image",
@@ -160,7 +161,7 @@ def n2v_denoise(
     if info is not None:
         ends = timer.epoch_ends
         starts = [timer.train_start] + ends[:-1] if ends else []
-        per_epoch = [e - s for s, e in zip(starts, ends)]
+        per_epoch = [e - s for s, e in zip(starts, ends, strict=False)]
         info.update(
             epochs_planned=n_epochs,
             epochs_run=len(ends),
@@ -182,7 +183,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="override the derived epoch count")
     ap.add_argument("--clean", type=Path, default=None,
-                    help="optional clean reference (uint8): prints PSNR of noisy and output, /255, output clipped to [0,1]")
+                    help="optional clean reference (uint8): prints PSNR of noisy and output, "
+                    "/255, output clipped to [0,1]")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
 
@@ -194,7 +196,8 @@ def main(argv=None) -> int:
     tifffile.imwrite(args.out, out)
     print(
         f"epochs {info['epochs_run']}/{info['epochs_planned']}, "
-        f"{info['sec_per_epoch_median']:.2f} s/epoch (median; first {info['sec_per_epoch_first']:.2f} s), "
+        f"{info['sec_per_epoch_median']:.2f} s/epoch "
+        f"(median; first {info['sec_per_epoch_first']:.2f} s), "
         f"train {info['train_seconds']:.1f} s, predict {info['predict_seconds']:.1f} s"
     )
     if args.clean is not None:
