@@ -11,7 +11,7 @@ import numpy as np
 from .core.config import TrainConfig
 from .core.device import select_device
 from .core.errors import Noise2ScoreError
-from .core.inference import DEFAULT_OVERLAP, DEFAULT_TILE, ProgressFn, StopFn, denoise_array
+from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
 from .core.training import TrainProgress, train_model
 
@@ -54,7 +54,7 @@ def denoise(
     gain: float | None = None,
     shape: float | None = None,
     tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     progress: ProgressFn | None = None,
     stop: StopFn | None = None,
 ) -> np.ndarray:
