@@ -19,7 +19,7 @@ from .inference import ProgressFn, StopFn, default_overlap, denoise_plane, scale
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams
-from .stack import check_axes
+from .stack import check_axes, check_image
 
 #: Bytes of activations per input pixel of the default CPU network (width 24, unshuffle 2),
 #: measured as peak resident memory growth over a 1024 x 1024 forward pass (docs/algorithm.md).
@@ -151,6 +151,7 @@ class TiledDenoiser:
         ya, xa, yb, xb = max(y0 - ov, 0), max(x0 - ov, 0), min(y1 + ov, h), min(x1 + ov, w)
         index = self.layout.source_index(stack_index, slice(ya, yb), slice(xa, xb))
         region = read_window(source, index, self._transpose)
+        check_image(region, name="input")
         big = max(region.shape)  # one forward pass over the whole region
         out = denoise_plane(self.model, region, self.scaled, tile=big, overlap=0)
         return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
