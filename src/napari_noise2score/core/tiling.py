@@ -131,9 +131,11 @@ class TiledDenoiser:
         if overlap < 0 or (tile is not None and tile < 1):
             raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
         self.overlap = -(-overlap // m) * m
-        tile = choose_tile(net, self.overlap, memory) if tile is None else tile
-        self.tile = -(-tile // m) * m
         h, w = self.layout.plane_shape
+        if tile is None:  # from memory, then evened out so no tile is a thin remainder
+            longest = max(h, w)
+            tile = -(-longest // -(-longest // choose_tile(net, self.overlap, memory)))
+        self.tile = -(-tile // m) * m
         self.grid = tile_grid(h, w, self.tile)
         self._transpose = self.layout.axes.index("Y") > self.layout.axes.index("X")
         model.net.eval()
