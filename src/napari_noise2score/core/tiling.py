@@ -21,29 +21,38 @@ from .network import ScoreUNet
 from .noise import NoiseParams
 from .stack import check_axes, check_image
 
-#: Bytes of activations per input pixel of the default CPU network (width 24, unshuffle 2),
-#: measured as peak resident memory growth over a 1024 x 1024 forward pass (docs/algorithm.md).
-MEASURED_BYTES_PER_PIXEL = 270
+#: Bytes of activations per input pixel of the default CPU network (width 24, depth 3,
+#: unshuffle 2): peak resident memory growth of one forward pass, measured 175 at 1024 x 1024
+#: and 159 at 2048 x 2048 (docs/algorithm.md).
+MEASURED_BYTES_PER_PIXEL = 175
 #: At most this much memory goes to one tile's forward pass when the tile size is automatic.
 TILE_MEMORY_CAP = 384 * 2**20
 MAX_TILE = 4096
 
 
 def _bytes_per_pixel(net: ScoreUNet) -> float:
-    """Activation memory per input pixel, scaled from the measured default-network figure."""
+    """Memory per input pixel: activations scaled from the measured default-network figure
+    by channels x resolution, plus the float32 planes of the Tweedie step."""
     widths = [net.head[0].out_channels * min(2**i, 4) for i in range(net.depth + 1)]
     load = sum(w / 4**i for i, w in enumerate(widths)) / net.unshuffle**2
     reference = (24 + 48 / 4 + 96 / 16 + 96 / 64) / 4  # the default CPU network
-    return MEASURED_BYTES_PER_PIXEL * load / reference + 16
+    return MEASURED_BYTES_PER_PIXEL * load / reference + 32
 
 
 def choose_tile(net: ScoreUNet, overlap: int, memory: int | None = None) -> int:
     """The largest tile (a multiple of the network's) whose forward pass, halo included, fits
-    in ``memory`` bytes (default: a quarter of the available memory, at most 384 MiB)."""
+    in ``memory`` bytes (default: a quarter of the available memory, at most 384 MiB; on a
+    CUDA device, a quarter of its free memory)."""
     if memory is None:
-        import psutil
+        device = next(net.parameters()).device
+        if device.type == "cuda":
+            import torch
 
-        memory = min(psutil.virtual_memory().available // 4, TILE_MEMORY_CAP)
+            memory = torch.cuda.mem_get_info(device)[0] // 4
+        else:
+            import psutil
+
+            memory = min(psutil.virtual_memory().available // 4, TILE_MEMORY_CAP)
     m = net.multiple
     side = int(math.sqrt(max(memory, 0) / _bytes_per_pixel(net))) - 2 * overlap
     return int(min(max(side // m * m, 4 * m), MAX_TILE))
