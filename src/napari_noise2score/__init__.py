@@ -11,16 +11,17 @@ try:
 except Exception:  # pragma: no cover - source tree not installed
     __version__ = "unknown"
 
-__all__ = ["TrainConfig", "denoise", "estimate_noise", "load_model", "train"]
+__all__ = ["TrainConfig", "denoise", "denoise_file", "estimate_noise", "load_model",
+           "open_lazy", "train"]
 
 if TYPE_CHECKING:
-    from .api import denoise, estimate_noise, load_model, train
+    from .api import denoise, denoise_file, estimate_noise, load_model, open_lazy, train
     from .core.config import TrainConfig
 
 
 def __getattr__(name: str):
     """Import torch-backed parts only when first used (napari loads plugins at start-up)."""
-    if name in ("train", "denoise", "load_model", "estimate_noise"):
+    if name in ("train", "denoise", "load_model", "denoise_file", "open_lazy", "estimate_noise"):
         from . import api
 
         return getattr(api, name)

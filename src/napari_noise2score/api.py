@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 
 from .core.config import TrainConfig
 from .core.device import select_device
 from .core.errors import Noise2ScoreError
-from .core.inference import DEFAULT_OVERLAP, DEFAULT_TILE, ProgressFn, StopFn, denoise_array
+from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
 from .core.training import TrainProgress, train_model
 
@@ -71,16 +72,76 @@ def denoise(
     sigma: float | None = None,
     gain: float | None = None,
     shape: float | None = None,
-    tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    tile: int | None = None,
+    overlap: int | None = None,
     progress: ProgressFn | None = None,
     stop: StopFn | None = None,
 ) -> np.ndarray:
     """Denoise ``data`` with a model (or a model file); float32 in the input's units.
 
-    ``sigma``, ``gain`` and ``shape`` override the model's noise parameters.
+    ``sigma``, ``gain`` and ``shape`` override the model's noise parameters; ``tile`` and
+    ``overlap`` default to 1024 (dask: from the available memory) and the network's
+    receptive field. A dask array
+    gives a lazy dask array back (each tile is denoised when computed; ``progress`` and
+    ``stop`` do not apply); any other array is denoised now.
     """
     if not isinstance(model, Noise2ScoreModel):
         model = load_model(model)
     params = model.noise_params(sigma=sigma, gain=gain, shape=shape)
+    if _is_dask(data):
+        from .core.tiling import TiledDenoiser
+
+        return TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
+    tile = DEFAULT_TILE if tile is None else tile
     return denoise_array(model, data, axes, params, tile, overlap, progress, stop)
+
+
+def _is_dask(data) -> bool:
+    return type(data).__module__.startswith("dask.")
+
+
+def open_lazy(path: str | os.PathLike, axes: str | None = None):
+    """Open a TIFF, zarr or .npy image without reading its pixels: ``(dask array, axes)``."""
+    from .io.lazy import open_lazy as _open
+
+    return _open(path, axes)
+
+
+def denoise_file(
+    path: str | os.PathLike,
+    model: Noise2ScoreModel | str | os.PathLike,
+    output: str | os.PathLike,
+    axes: str | None = None,
+    sigma: float | None = None,
+    gain: float | None = None,
+    shape: float | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    memory: int | None = None,
+    progress: ProgressFn | None = None,
+    stop: StopFn | None = None,
+) -> Path:
+    """Denoise an image file of any size into ``output`` (.tif/.tiff or .zarr), streaming.
+
+    The input is read tile by tile and the result written plane by plane (float32, stack
+    axes first, then Y and X), so memory stays bounded whatever the file size. ``tile``
+    defaults to what fits in ``memory`` bytes (default: from the available memory) and
+    ``overlap`` to the network's receptive field. ``progress(tiles_done, tiles_total)``
+    is called after each tile; ``stop()`` is polled before each and ends the run with
+    ``Cancelled``, leaving no output file.
+    """
+    from .core.tiling import TiledDenoiser
+    from .io.chunked_writer import check_output, write_planes
+    from .io.lazy import open_lazy as _open
+
+    if not isinstance(model, Noise2ScoreModel):
+        model = load_model(model)
+    path, output = Path(path), Path(output)
+    data, axes = _open(path, axes)
+    params = model.noise_params(sigma=sigma, gain=gain, shape=shape)
+    tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
+    check_output(output, data.size * 4, [path])
+    layout = tiler.layout
+    planes = tiler.iter_planes(data, progress, stop)
+    return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
+                        layout.planes_axes)

@@ -52,10 +52,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tiling(p: argparse.ArgumentParser) -> None:
-    from .core.inference import DEFAULT_OVERLAP, DEFAULT_TILE
-
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size in pixels")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile halo in pixels")
+    p.add_argument("--tile", type=int,
+                   help="tile size in pixels (default: what fits in the available memory)")
+    p.add_argument("--overlap", type=int,
+                   help="tile halo in pixels (default: the network's receptive field)")
+    p.add_argument("--memory", type=float, metavar="MIB",
+                   help="memory for one tile's forward pass, in MiB, when --tile is not given "
+                   "(default: a quarter of the available memory, at most 384)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("-o", "--output", type=Path, required=True,
-                   help="output TIFF for one input, else a folder")
+                   help="output .tif/.tiff or .zarr for one input, else a folder")
     p.add_argument("--device", default="auto")
     _add_noise_options(p, with_model=False)
     _add_tiling(p)
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train on the inputs, then denoise them (the main job)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", type=Path, required=True,
-                   help="output TIFF for one input, else a folder")
+                   help="output .tif/.tiff or .zarr for one input, else a folder")
     p.add_argument("--save-model", type=Path, help="also keep the trained model here")
     _add_train_options(p)
     _add_tiling(p)
@@ -136,46 +139,66 @@ def _train_with_bar(images, config: TrainConfig):
     raise AssertionError("training ended without a model")  # pragma: no cover
 
 
-def _read_all(paths: Sequence[Path]) -> list[np.ndarray]:
-    from .io.files import read_image
+def _training_images(paths: Sequence[Path], axes: str | None) -> list[np.ndarray]:
+    """Each input as (N, Y, X) planes to train on; large inputs give a bounded sample."""
+    from .io.lazy import TRAIN_MAX_BYTES, open_lazy, training_planes
 
-    return [read_image(p) for p in paths]
+    images = []
+    for path in paths:
+        data, file_axes = open_lazy(path, axes)
+        planes = training_planes(data, file_axes)
+        if planes.size < data.size:
+            print(f"{path.name}: training on {planes.shape[0]} planes of {planes.shape[1]} x "
+                  f"{planes.shape[2]} pixels ({TRAIN_MAX_BYTES // 2**20} MiB sample of "
+                  f"{data.nbytes / 2**30:.2f} GiB)", file=sys.stderr)
+        images.append(planes)
+    return images
 
 
-def _denoise_files(model, inputs, images, output: Path, args) -> None:
+def _train_on_files(paths: Sequence[Path], config: TrainConfig):
+    """Train on the inputs' planes (axes resolved per file), keeping the user's axes."""
+    from dataclasses import replace
+
+    model = _train_with_bar(_training_images(paths, config.axes), replace(config, axes=None))
+    model.config = replace(model.config, axes=config.axes)
+    return model
+
+
+def _denoise_files(model, inputs, output: Path, args) -> None:
     from tqdm import tqdm
 
-    from .api import denoise
-    from .io.files import output_paths, write_tiff
+    from .api import denoise_file
+    from .io.files import output_paths
 
     targets = output_paths(list(inputs), output)
     params = model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)
-    for src, image, dst in zip(inputs, images, targets, strict=True):
-        with tqdm(desc=f"denoising {src.name}", unit="plane", file=sys.stderr) as bar:
+    memory = None if args.memory is None else int(args.memory * 2**20)
+    for src, dst in zip(inputs, targets, strict=True):
+        with tqdm(desc=f"denoising {src.name}", unit="tile", file=sys.stderr) as bar:
             def progress(done: int, total: int, bar=bar) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            result = denoise(image, model, axes=args.axes, sigma=params.sigma, gain=params.gain,
-                             shape=params.shape, tile=args.tile, overlap=args.overlap,
-                             progress=progress)
-        write_tiff(dst, result)
+            denoise_file(src, model, dst, axes=args.axes, sigma=params.sigma, gain=params.gain,
+                         shape=params.shape, tile=args.tile, overlap=args.overlap,
+                         memory=memory, progress=progress)
         print(f"wrote {dst}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     config = _config(args)
-    model = _train_with_bar(_read_all(args.inputs), config)
+    model = _train_on_files(args.inputs, config)
     model.save(args.output)
     print(f"wrote {args.output} ({model.steps} steps in {model.seconds:.0f} s)")
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
     from .api import load_model
+    from .io.files import output_paths
 
+    output_paths(list(args.inputs), args.output)  # fail before loading anything
     model = load_model(args.model, args.device)
-    images = _read_all(args.inputs)
-    _denoise_files(model, args.inputs, images, args.output, args)
+    _denoise_files(model, args.inputs, args.output, args)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -183,12 +206,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     config = _config(args)
     output_paths(list(args.inputs), args.output)  # fail before training, not after
-    images = _read_all(args.inputs)
-    model = _train_with_bar(images, config)
+    model = _train_on_files(args.inputs, config)
     if args.save_model:
         model.save(args.save_model)
         print(f"wrote {args.save_model}")
-    _denoise_files(model, args.inputs, images, args.output, args)
+    _denoise_files(model, args.inputs, args.output, args)
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
@@ -196,8 +218,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
     from .api import estimate_noise
 
-    for path, image in zip(args.inputs, _read_all(args.inputs), strict=True):
-        estimate = estimate_noise(image, axes=args.axes)
+    for path, planes in zip(args.inputs, _training_images(args.inputs, args.axes), strict=True):
+        estimate = estimate_noise(planes)
         if args.json:
             print(json.dumps({"file": str(path), **estimate.to_dict()}))
         else:

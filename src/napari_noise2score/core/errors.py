@@ -11,3 +11,15 @@ class ModelFileError(Noise2ScoreError):
 
 class Cancelled(Exception):
     """The user asked to stop; nothing was written."""
+
+
+class InputFileError(Noise2ScoreError):
+    """An input file that is missing, truncated, corrupt or in an unsupported format."""
+
+
+class AxesError(Noise2ScoreError):
+    """The axes of an input cannot be inferred or do not fit it: give ``--axes``."""
+
+
+class OutputError(Noise2ScoreError):
+    """An output that cannot be written: read-only or full disk, or it would overwrite the input."""

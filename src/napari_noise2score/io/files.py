@@ -68,8 +68,12 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:
 
 
 def output_paths(inputs: list[Path], out: Path) -> list[Path]:
-    """Output paths: ``out`` itself for one input (unless it is a folder), else out/NAME.tif."""
-    if len(inputs) == 1 and not out.is_dir() and out.suffix.lower() in TIFF_SUFFIXES:
+    """Output paths: ``out`` itself for one input when it names a .tif/.tiff/.zarr, else
+    out/NAME.tif; an output that would overwrite its input raises OutputError."""
+    from ..core.errors import OutputError
+
+    if len(inputs) == 1 and out.suffix.lower() in TIFF_SUFFIXES + (".zarr",) and not (
+            out.is_dir() and out.suffix.lower() != ".zarr"):
         targets = [out]
     elif out.exists() and not out.is_dir():
         raise Noise2ScoreError(f"{out} is a file; give a folder for several inputs")
@@ -80,5 +84,5 @@ def output_paths(inputs: list[Path], out: Path) -> list[Path]:
         targets = [out / n for n in names]
     for src, dst in zip(inputs, targets, strict=True):
         if dst.resolve() == src.resolve():
-            raise Noise2ScoreError(f"the output {dst} would overwrite its input")
+            raise OutputError(f"the output {dst} would overwrite its input")
     return targets

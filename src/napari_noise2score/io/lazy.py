@@ -1,0 +1,182 @@
+"""Opening images lazily as dask arrays: TIFF (BigTIFF, OME-TIFF, ImageJ, multi-page) through
+tifffile's zarr interface, zarr arrays and OME-Zarr groups, memory-mapped ``.npy``.
+
+Nothing but metadata is read on opening; pixels are read chunk by chunk when computed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import AxesError, InputFileError, Noise2ScoreError
+from ..core.stack import AXIS_LETTERS, check_axes
+from .files import TIFF_SUFFIXES, read_image
+
+#: Letters tifffile and OME-NGFF use that mean what ours mean; others are "unnamed" axes.
+_NAMED = set("TZCSYX")
+#: At most this many bytes of planes are read to train on one large input.
+TRAIN_MAX_BYTES = 256 * 2**20
+
+
+def is_zarr(path: Path) -> bool:
+    """Whether ``path`` is a zarr store (a folder with zarr metadata, or named *.zarr)."""
+    return path.suffix.lower() == ".zarr" or (path.is_dir() and any(
+        (path / name).exists() for name in (".zarray", ".zgroup", "zarr.json")))
+
+
+def resolve_axes(file_axes: str, ndim: int, given: str | None, path: Path) -> str:
+    """The axes to use: ``given`` if any, else the file's own names.
+
+    Axes the file does not name (tifffile 'Q' or 'I', no metadata at all) are accepted when
+    there is at most one besides Y and X: it becomes a stack axis (T). With two or more, the
+    layout is ambiguous and the user must say it with ``axes``.
+    """
+    if given is not None:
+        try:
+            return check_axes(given, ndim)
+        except Noise2ScoreError as exc:
+            raise AxesError(f"{path.name}: {exc}") from None
+    file_axes = file_axes.upper()
+    if len(file_axes) != ndim or "Y" not in file_axes or "X" not in file_axes:
+        raise AxesError(f"cannot infer the axes of {path.name} (shape of {ndim} dimensions, "
+                        f"file axes {file_axes!r}); give them with --axes, e.g. --axes TZYX")
+    unnamed = [i for i, a in enumerate(file_axes) if a not in _NAMED]
+    if len(unnamed) > 1:
+        raise AxesError(
+            f"cannot infer the axes of {path.name}: its metadata names them {file_axes!r} "
+            f"({len(unnamed)} unnamed); give them with --axes, e.g. --axes TZYX")
+    axes = list(file_axes)
+    for i in unnamed:
+        axes[i] = next(a for a in "TZCQ" if a not in file_axes)
+    result = "".join(axes)
+    if len(set(result)) != len(result) or set(result) - set(AXIS_LETTERS):
+        raise AxesError(f"cannot infer the axes of {path.name} ({file_axes!r}); give --axes")
+    return result
+
+
+def _check_tiff_complete(tif, series, path: Path) -> None:
+    """Raise InputFileError when the file is shorter than its own pages say (truncated)."""
+    size = os.path.getsize(path)
+    if series.dataoffset is not None:
+        end = series.dataoffset + series.size * series.dtype.itemsize
+    else:
+        ends = [int(o) + int(c) for page in series.pages if page is not None
+                for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        end = max(ends, default=size + 1)
+    if end > size:
+        raise InputFileError(f"{path} is truncated: its pages need {end} bytes, "
+                             f"the file has {size}")
+
+
+def _open_tiff(path: Path, axes: str | None):
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            file_axes = series.axes
+            _check_tiff_complete(tif, series, path)
+        store = tifffile.imread(path, aszarr=True, series=0, level=0)
+        array = zarr.open_array(store, mode="r") if not isinstance(store, np.ndarray) else store
+    except Noise2ScoreError:
+        raise
+    except Exception as exc:
+        raise InputFileError(f"cannot read {path}: not a valid TIFF file "
+                             f"({type(exc).__name__}: {exc})") from None
+    return da.from_zarr(array), resolve_axes(file_axes, array.ndim, axes, path)
+
+
+def _open_zarr(path: Path, axes: str | None):
+    import dask.array as da
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:
+        raise InputFileError(f"cannot open {path} as zarr ({type(exc).__name__}: {exc})") from None
+    names: list[str] | None = None
+    if isinstance(node, zarr.Group):  # OME-Zarr: the first (full-resolution) dataset
+        multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get(
+            "multiscales")
+        if multiscales:
+            names = [str(a.get("name", "?")) for a in multiscales[0].get("axes", [])]
+            node = node[multiscales[0]["datasets"][0]["path"]]
+        else:
+            arrays = list(node.array_keys())
+            if len(arrays) != 1:
+                raise InputFileError(f"{path} is a zarr group with {len(arrays)} arrays; "
+                                     "point to the one to denoise")
+            node = node[arrays[0]]
+    if names is None:
+        names = getattr(node.metadata, "dimension_names", None) or node.attrs.get(
+            "_ARRAY_DIMENSIONS")
+    file_axes = "".join(str(n)[:1] if n else "?" for n in names) if names else (
+        "Q" * (node.ndim - 2) + "YX")
+    return da.from_zarr(node), resolve_axes(file_axes, node.ndim, axes, path)
+
+
+def open_lazy(path: str | os.PathLike, axes: str | None = None):
+    """Open an image without reading its pixels: ``(dask array, axes)``.
+
+    TIFF and zarr are read chunk by chunk, ``.npy`` is memory-mapped; other formats (PNG,
+    JPEG) are small and read whole. Errors are InputFileError or AxesError.
+    """
+    import dask.array as da
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"input not found: {path}")
+    if is_zarr(path):
+        return _open_zarr(path, axes)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return _open_tiff(path, axes)
+    if suffix == ".npy":
+        try:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise InputFileError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+        file_axes = "Q" * (data.ndim - 2) + "YX"
+    else:
+        try:
+            data = read_image(path)
+        except InputFileError:
+            raise
+        except Noise2ScoreError as exc:
+            raise InputFileError(str(exc)) from None
+        file_axes = "Q" * (data.ndim - 2) + "YX" if data.ndim != 3 or data.shape[-1] > 4 \
+            else "YXS"
+    axes = resolve_axes(file_axes, data.ndim, axes, path)
+    chunks = tuple(1 if a not in "YX" else -1 for a in axes)
+    return da.from_array(data, chunks=chunks), axes
+
+
+def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.ndarray:
+    """A bounded sample to train on: evenly spaced planes (Y, X) as a (N, Y, X) array.
+
+    At most ``max_bytes`` of float32 planes; when one plane alone is larger, the centre crop
+    of each chosen plane that fits. Reading a huge file whole to train is never needed: a
+    few planes hold millions of patches.
+    """
+    from ..core.tiling import PlaneLayout, read_window
+
+    layout = PlaneLayout(tuple(data.shape), axes)
+    h, w = layout.plane_shape
+    n_planes = int(np.prod(layout.stack_shape)) if layout.stack_shape else 1
+    pixels = max(max_bytes // 4, 1)
+    ch = min(h, int(np.sqrt(pixels))) if h * w > pixels else h
+    cw = min(w, pixels // ch)
+    keep = max(1, min(n_planes, max_bytes // (4 * ch * cw)))
+    picks = np.unique(np.linspace(0, n_planes - 1, keep).round().astype(int))
+    stack = list(layout.plane_indices()) if layout.stack_shape else [()]
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    transpose = axes.index("Y") > axes.index("X")
+    planes = [read_window(data, layout.source_index(stack[i], slice(y0, y0 + ch),
+                                                    slice(x0, x0 + cw)), transpose)
+              for i in picks]
+    return np.stack(planes)
