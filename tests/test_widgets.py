@@ -151,3 +151,33 @@ def test_estimate_button_shows_parameters_before_use(viewer_with_widgets):
     assert train_w.status.text().startswith("estimated noise model: poisson-gaussian")
     config = train_w.config()
     assert config.noise == "poisson-gaussian" and config.offset == pytest.approx(50.0, abs=1.5)
+
+
+def test_lazy_layer_gives_lazy_result(viewer_with_widgets, qtbot, monkeypatch):
+    import dask.array as da
+    import napari.utils.notifications as notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: shown.append(msg))
+    viewer, train_w, denoise_w = viewer_with_widgets
+    rng = np.random.default_rng(2)
+    stack = (rng.random((3, 96, 96)) * 100).astype(np.float32)
+    viewer.add_image(stack, name="small")
+    train_w.params["sigma"].setValue(10.0)
+    fast_settings(train_w)
+    train_w.max_steps.setValue(20)
+    train_w.train_button.click()
+    wait_idle(qtbot, train_w)
+    viewer.add_image(da.from_array(stack, chunks=(1, 96, 96)), name="lazy")
+    denoise_w.layer_picker.setCurrentText("lazy")
+    denoise_w.output.setCurrentIndex(1)
+    denoise_w.denoise_button.click()
+    assert "cannot be changed in place" in shown[-1]
+    denoise_w.output.setCurrentIndex(0)
+    denoise_w.denoise_button.click()
+    result = viewer.layers["lazy denoised"].data
+    assert not isinstance(result, np.ndarray)  # lazy: computed where viewed
+    eager = denoise_w.store.model
+    from napari_noise2score import denoise
+
+    np.testing.assert_allclose(np.asarray(result[1]), denoise(stack, eager)[1], atol=1e-3)

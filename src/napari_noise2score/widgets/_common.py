@@ -58,6 +58,12 @@ def layer_array(layer: Any) -> np.ndarray:
     return np.asarray(data)
 
 
+def is_lazy(layer: Any) -> bool:
+    """Whether a layer's data is lazy (dask, zarr): not to be loaded whole into memory."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return not isinstance(data, np.ndarray)
+
+
 class Relay(QObject):
     """Carries progress from a worker thread to the GUI thread (queued Qt signal)."""
 

@@ -23,9 +23,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import Cancelled, Noise2ScoreError
-from ..core.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+from ..core.inference import DEFAULT_TILE
 from ..core.stack import infer_axes
-from ._common import LayerPicker, Relay, layer_array
+from ._common import LayerPicker, Relay, is_lazy, layer_array
 from ._session import store_for
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
@@ -161,6 +161,9 @@ class DenoiseWidget(QWidget):
             if model is None:
                 raise Noise2ScoreError("there is no model: train one or load a model file")
             layer = self.layer_picker.layer()
+            if is_lazy(layer):
+                self._add_lazy(layer, model)
+                return
             data = layer_array(layer)
             overrides = {n: b.value() for n, b in self.params.items()
                          if n in model.noise_params().needs}
@@ -176,7 +179,7 @@ class DenoiseWidget(QWidget):
         self.progress.setValue(0)
 
         def work() -> np.ndarray:
-            return denoise_array(model, data, axes, noise, tile, DEFAULT_OVERLAP,
+            return denoise_array(model, data, axes, noise, tile, None,
                                  progress=self.relay.progress.emit, stop=self._stop.is_set)
 
         self.worker = create_worker(work, _start_thread=False, _ignore_errors=True)
@@ -185,6 +188,22 @@ class DenoiseWidget(QWidget):
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
         self.worker.start()
+
+    def _add_lazy(self, layer: Any, model: Any) -> None:
+        """A lazy (dask) layer gives a lazy result, computed where the viewer shows it."""
+        from .._writer import denoised_layer
+
+        if self.output.currentText() == IN_PLACE:
+            raise Noise2ScoreError(
+                f"{layer.name!r} is a lazy (out-of-memory) layer: it cannot be changed in "
+                "place; choose 'new layer'")
+        data, meta, _ = denoised_layer(layer.data, model,
+                                       axes=self.axes.text().strip().upper() or None,
+                                       name=f"{layer.name} denoised", tile=self.tile.value())
+        self.viewer.add_image(data, scale=layer.scale, translate=layer.translate, **meta)
+        self.status.setText(
+            f"added {meta['name']} (lazy: computed where viewed; File > Save Selected "
+            "Layers with the Noise2Score writer computes and saves all of it)")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
