@@ -19,8 +19,9 @@ def settle(seconds: float = 0.3) -> None:
     import time
 
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end:  # keep the GUI alive without spinning a core
         QApplication.processEvents()
+        time.sleep(0.02)
 
 
 def wait_for(widget) -> None:
@@ -52,12 +53,13 @@ def main() -> int:
     wait_for(denoise_w)
     settle()
     viewer.layers["noisy sample"].visible = False
-    viewer.grid.enabled = False
+    viewer.canvas.grid.enabled = False
     settle()
     viewer.window.screenshot(str(IMG / "3_denoised.png"), canvas_only=False)
     viewer.layers["noisy sample"].visible = True
-    viewer.grid.enabled = True
+    viewer.canvas.grid.enabled = True
     viewer.layers["clean reference"].visible = True
+    viewer.reset_view()
     settle()
     viewer.window.screenshot(str(IMG / "4_side_by_side.png"), canvas_only=False)
     train_w.grab().save(str(IMG / "train_widget.png"))

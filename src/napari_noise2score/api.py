@@ -85,15 +85,20 @@ def denoise(
     gives a lazy dask array back (each tile is denoised when computed; ``progress`` and
     ``stop`` do not apply); any other array is denoised now.
     """
-    if not isinstance(model, Noise2ScoreModel):
-        model = load_model(model)
-    params = model.noise_params(sigma=sigma, gain=gain, shape=shape)
+    model, params = _model_and_noise(model, sigma, gain, shape)
     if _is_dask(data):
         from .core.tiling import TiledDenoiser
 
         return TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
     tile = DEFAULT_TILE if tile is None else tile
     return denoise_array(model, data, axes, params, tile, overlap, progress, stop)
+
+
+def _model_and_noise(model, sigma, gain, shape):
+    """A loaded model (from a model or a file) and its noise parameters with overrides."""
+    if not isinstance(model, Noise2ScoreModel):
+        model = load_model(model)
+    return model, model.noise_params(sigma=sigma, gain=gain, shape=shape)
 
 
 def _is_dask(data) -> bool:
@@ -134,11 +139,9 @@ def denoise_file(
     from .io.chunked_writer import check_output, write_planes
     from .io.lazy import open_lazy as _open
 
-    if not isinstance(model, Noise2ScoreModel):
-        model = load_model(model)
+    model, params = _model_and_noise(model, sigma, gain, shape)
     path, output = Path(path), Path(output)
     data, axes = _open(path, axes)
-    params = model.noise_params(sigma=sigma, gain=gain, shape=shape)
     tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
     check_output(output, data.size * 4, [path])
     layout = tiler.layout
