@@ -66,6 +66,8 @@ def plot(result: dict, path: Path) -> None:
         ax.axhline(mean(bm3d[0]["rows"], "bm3d", 0), color="k", ls="--", label="BM3D (true sigma)")
     ax.axhline(30.13, color="gray", ls=":", label="Noise2Score paper (GPU, hours)")
     ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training budget (s, 2-core CPU)")
     ax.set_ylabel("mean PSNR (dB), Set12, sigma=25")
     ax.legend(fontsize=7)

@@ -40,7 +40,8 @@ def main() -> int:
     train_w.noise.setCurrentText("poisson-gaussian")
     train_w.params["gain"].setValue(meta["gain"])
     train_w.params["sigma"].setValue(meta["read_sigma"])
-    train_w.max_seconds.setValue(40)
+    train_w.max_seconds.setValue(600)
+    train_w.max_steps.setValue(400)  # a fixed amount of training, whatever the machine
     settle()
     viewer.window.screenshot(str(IMG / "1_sample_and_train_widget.png"), canvas_only=False)
     train_w.train_button.click()
