@@ -22,7 +22,7 @@ from npe2 import PluginManager
 PLUGIN = "napari-noise2score"
 
 
-def make_images(folder: Path, n: int = 3, size: int = 64, sigma: float = 20.0) -> None:
+def make_images(folder: Path, n: int = 3, size: int = 128, sigma: float = 20.0) -> None:
     """Smooth 8-bit images with Gaussian noise of std ``sigma`` grey levels."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -41,7 +41,7 @@ def main(workdir: Path) -> None:
 
     estimates = run(f"{PLUGIN}.estimate_noise", kwargs={"inputs": str(workdir / "raw")})
     for e in estimates:
-        print(f"{Path(e['file']).name}: {e['model']}, sigma {e['sigma']:.1f}")
+        print(f"{Path(e['file']).name}: {e.get('model')}, sigma {e.get('sigma', 0):.1f}")
 
     model = run(f"{PLUGIN}.train", kwargs={
         "inputs": str(workdir / "raw" / "*.tif"), "output": str(workdir / "model.n2s"),

@@ -44,7 +44,8 @@ def train(
     """
     from dataclasses import replace
 
-    from .api import make_config, train as _train
+    from .api import make_config
+    from .api import train as _train
     from .batch import expand_inputs
     from .io.lazy import open_lazy, training_planes
 
@@ -92,13 +93,18 @@ def denoise(
 
 def estimate_noise(inputs: str | list[str], axes: str | None = None) -> list[dict[str, Any]]:
     """Estimate the noise model and parameters of each image file: one dict per file
-    (``file``, ``model``, ``sigma``, ``gain``, ``shape``, ``offset``, ``quality``...)."""
+    (``file``, ``model``, ``sigma``, ``gain``, ``shape``, ``offset``, ``quality``...), or
+    ``file`` and ``error`` for a file that cannot be read or estimated from."""
     from .api import estimate_noise as _estimate
     from .batch import expand_inputs
+    from .core.errors import Noise2ScoreError
     from .io.lazy import open_lazy, training_planes
 
     results = []
     for path in expand_inputs(_paths(inputs)):
-        planes = training_planes(*open_lazy(path, axes))
-        results.append({"file": str(path), **_estimate(planes).to_dict()})
+        try:
+            estimate = _estimate(training_planes(*open_lazy(path, axes))).to_dict()
+        except Noise2ScoreError as exc:  # one file's problem; the others go on
+            estimate = {"error": str(exc)}
+        results.append({"file": str(path), **estimate})
     return results

@@ -247,7 +247,8 @@ def _run_local(jobs, model, options, record, workers, progress_for) -> None:
 def _run_distributed(client, jobs, model, options, record) -> None:
     """One task per file on the cluster; the model is scattered to every worker once."""
     try:
-        from distributed import Client, as_completed as dist_completed
+        from distributed import Client
+        from distributed import as_completed as dist_completed
     except ImportError:  # pragma: no cover - distributed is a dependency
         raise Noise2ScoreError("--scheduler needs dask.distributed: pip install distributed") \
             from None
