@@ -11,11 +11,12 @@ try:
 except Exception:  # pragma: no cover - source tree not installed
     __version__ = "unknown"
 
-__all__ = ["TrainConfig", "denoise", "denoise_file", "estimate_noise", "load_model",
-           "open_lazy", "train"]
+__all__ = ["TrainConfig", "denoise", "denoise_batch", "denoise_file", "estimate_noise",
+           "load_model", "open_lazy", "train"]
 
 if TYPE_CHECKING:
     from .api import denoise, denoise_file, estimate_noise, load_model, open_lazy, train
+    from .batch import denoise_batch
     from .core.config import TrainConfig
 
 
@@ -25,6 +26,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "denoise_batch":
+        from .batch import denoise_batch
+
+        return denoise_batch
     if name == "TrainConfig":
         from .core.config import TrainConfig
 

@@ -14,7 +14,12 @@ from .core.config import AUTO, DEVICES, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import MIXED_MODES, NOISE_MODELS
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class BatchFailed(Exception):
+    """Some files of a batch failed (each was reported); the exit status is 1."""
 
 
 def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
@@ -51,6 +56,18 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--depth", type=int, help="network depth (default: by device)")
 
 
+def _add_batch(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("batch (INPUT: files, folders, glob patterns such as 'raw/**/*.tif')")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="dask.distributed scheduler (e.g. tcp://host:8786): spread the files "
+                   "over its workers (default: this machine)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="files denoised at once on this machine, without --scheduler "
+                   "(default: 1; each uses all cores)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="redo outputs that exist (default: skip them, so a re-run resumes)")
+
+
 def _add_tiling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int,
                    help="tile size in pixels (default: what fits in the available memory)")
@@ -82,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     _add_noise_options(p, with_model=False)
     _add_tiling(p)
+    _add_batch(p)
 
     p = sub.add_parser("run", help="train on the inputs, then denoise them (the main job)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
@@ -90,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-model", type=Path, help="also keep the trained model here")
     _add_train_options(p)
     _add_tiling(p)
+    _add_batch(p)
 
     p = sub.add_parser("estimate", help="estimate the noise model and its parameters")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
@@ -139,86 +158,141 @@ def _train_with_bar(images, config: TrainConfig):
     raise AssertionError("training ended without a model")  # pragma: no cover
 
 
-def _training_images(paths: Sequence[Path], axes: str | None) -> list[np.ndarray]:
-    """Each input as (N, Y, X) planes to train on; large inputs give a bounded sample."""
+def _training_images(paths: Sequence[Path], axes: str | None,
+                     skip_unreadable: bool = False) -> list[np.ndarray]:
+    """Each input as (N, Y, X) planes to train on; large inputs give a bounded sample.
+
+    With ``skip_unreadable``, a file that cannot be opened is reported and left out (it
+    fails again, and is counted, when denoised); the first error is raised if none opens.
+    """
     from .io.lazy import TRAIN_MAX_BYTES, open_lazy, training_planes
 
-    images = []
+    images, first_error = [], None
     for path in paths:
-        data, file_axes = open_lazy(path, axes)
-        planes = training_planes(data, file_axes)
+        try:
+            data, file_axes = open_lazy(path, axes)
+            planes = training_planes(data, file_axes)
+        except Noise2ScoreError as exc:
+            if not skip_unreadable:
+                raise
+            first_error = first_error or exc
+            print(f"not training on {path}: {exc}", file=sys.stderr)
+            continue
         if planes.size < data.size:
             print(f"{path.name}: training on {planes.shape[0]} planes of {planes.shape[1]} x "
                   f"{planes.shape[2]} pixels ({TRAIN_MAX_BYTES // 2**20} MiB sample of "
                   f"{data.nbytes / 2**30:.2f} GiB)", file=sys.stderr)
         images.append(planes)
+    if not images and first_error is not None:
+        raise first_error
     return images
 
 
-def _train_on_files(paths: Sequence[Path], config: TrainConfig):
+def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable: bool = False):
     """Train on the inputs' planes (axes resolved per file), keeping the user's axes."""
     from dataclasses import replace
 
-    model = _train_with_bar(_training_images(paths, config.axes), replace(config, axes=None))
+    images = _training_images(paths, config.axes, skip_unreadable)
+    model = _train_with_bar(images, replace(config, axes=None))
     model.config = replace(model.config, axes=config.axes)
     return model
 
 
-def _denoise_files(model, inputs, output: Path, args) -> None:
+def _denoise_files(model, jobs, args) -> None:
+    """Denoise the jobs as a batch: skip finished outputs, report failures, print a summary;
+    raise BatchFailed when any file failed."""
     from tqdm import tqdm
 
-    from .api import denoise_file
-    from .io.files import output_paths
+    from .batch import DONE, SKIPPED, Job, denoise_batch
 
-    targets = output_paths(list(inputs), output)
     params = model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)
     memory = None if args.memory is None else int(args.memory * 2**20)
-    for src, dst in zip(inputs, targets, strict=True):
-        with tqdm(desc=f"denoising {src.name}", unit="tile", file=sys.stderr) as bar:
-            def progress(done: int, total: int, bar=bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
+    tile_bars = args.scheduler is None and args.workers <= 1
+    single = len(jobs) == 1
 
-            denoise_file(src, model, dst, axes=args.axes, sigma=params.sigma, gain=params.gain,
-                         shape=params.shape, tile=args.tile, overlap=args.overlap,
-                         memory=memory, progress=progress)
-        print(f"wrote {dst}")
+    def progress_for(job: Job):
+        bars: list = []  # made on the first tile, so that waiting files show no bar
+
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(desc=f"denoising {job.source.name}", unit="tile",
+                                 file=sys.stderr, leave=False))
+            bar = bars[0]
+            bar.total = total
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        return progress
+
+    def on_result(result) -> None:
+        if result.status == DONE:
+            print(f"wrote {result.job.output} ({result.seconds:.1f} s)")
+        elif result.status == SKIPPED:
+            print(f"skipped {result.job.output} (exists; --overwrite redoes it)")
+        elif not single:
+            print(f"failed {result.job.source}: {result.error}", file=sys.stderr)
+
+    summary = denoise_batch(
+        jobs, model, client=args.scheduler, workers=args.workers, overwrite=args.overwrite,
+        on_result=on_result, progress_for=progress_for if tile_bars else None,
+        axes=args.axes, sigma=params.sigma, gain=params.gain, shape=params.shape,
+        tile=args.tile, overlap=args.overlap, memory=memory)
+    failed = summary.failed
+    if single and failed and failed[0].user_error:  # one file: its error is the command's
+        raise Noise2ScoreError(failed[0].error)
+    print(summary.line())
+    if failed:
+        names = ", ".join(str(r.job.source) for r in summary.failed)
+        raise BatchFailed(f"{len(summary.failed)} of {len(summary.results)} files failed: {names}")
+
+
+def _pending(jobs, args) -> list:
+    from .batch import is_finished
+
+    return [j for j in jobs if args.overwrite or not is_finished(j)]
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .batch import expand_inputs
+
     config = _config(args)
-    model = _train_on_files(args.inputs, config)
+    model = _train_on_files(expand_inputs(args.inputs), config)
     model.save(args.output)
     print(f"wrote {args.output} ({model.steps} steps in {model.seconds:.0f} s)")
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
     from .api import load_model
-    from .io.files import output_paths
+    from .batch import plan_jobs
 
-    output_paths(list(args.inputs), args.output)  # fail before loading anything
+    jobs = plan_jobs(args.inputs, args.output)  # fail before loading anything
     model = load_model(args.model, args.device)
-    _denoise_files(model, args.inputs, args.output, args)
+    _denoise_files(model, jobs, args)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .io.files import output_paths
+    from .batch import plan_jobs
 
     config = _config(args)
-    output_paths(list(args.inputs), args.output)  # fail before training, not after
-    model = _train_on_files(args.inputs, config)
+    jobs = plan_jobs(args.inputs, args.output)  # fail before training, not after
+    if not _pending(jobs, args):
+        print(f"all {len(jobs)} outputs exist; nothing to do (--overwrite redoes them)")
+        return
+    model = _train_on_files([j.source for j in jobs], config, skip_unreadable=True)
     if args.save_model:
         model.save(args.save_model)
         print(f"wrote {args.save_model}")
-    _denoise_files(model, args.inputs, args.output, args)
+    _denoise_files(model, jobs, args)
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
     import json
 
     from .api import estimate_noise
+    from .batch import expand_inputs
 
-    for path, planes in zip(args.inputs, _training_images(args.inputs, args.axes), strict=True):
+    paths = expand_inputs(args.inputs)
+    for path, planes in zip(paths, _training_images(paths, args.axes), strict=True):
         estimate = estimate_noise(planes)
         if args.json:
             print(json.dumps({"file": str(path), **estimate.to_dict()}))
@@ -265,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Noise2ScoreError as exc:
         print(f"napari-noise2score: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BatchFailed as exc:
+        print(f"napari-noise2score: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("napari-noise2score: interrupted; no partial output was written", file=sys.stderr)
         return 130
