@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-ruff check src tests benchmarks
+ruff check src tests benchmarks examples
 if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
     exec xvfb-run -a -s "-screen 0 1280x1024x24" python -m pytest "$@"
 fi
