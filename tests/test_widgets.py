@@ -101,7 +101,8 @@ def test_in_place_denoise_and_undo(viewer_with_widgets, qtbot, tmp_path):
     assert not denoise_w.undo_button.isEnabled()
 
 
-def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, monkeypatch):
+def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, monkeypatch,
+                                                    tmp_path):
     import napari.utils.notifications as notifications
 
     shown = []
@@ -130,6 +131,11 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, 
     # no model: Denoise explains rather than failing
     denoise_w.start_denoising()
     assert "no model" in shown[-1]
+    # a file that is not a model: a notification, and still no model
+    bad = tmp_path / "not_a_model.n2s"
+    bad.write_text("hello")
+    train_w.load_model(bad)
+    assert "not a readable napari-noise2score model" in shown[-1]
     assert train_w.store.model is None
 
 

@@ -110,6 +110,15 @@ class LossPlot(QWidget):
         painter.end()
 
 
+def ask_model_path(parent: QWidget) -> str:
+    """A model file chosen by the user ('' when cancelled)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getOpenFileName(parent, "Load model", "",
+                                          "Noise2Score model (*.n2s);;All files (*)")
+    return path
+
+
 def format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60}:{seconds % 60:02d}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 from typing import Any
 
 from psygnal import Signal
@@ -20,6 +21,14 @@ class ModelStore:
     def set(self, model: Any, source: str) -> None:
         self.model, self.source = model, source
         self.changed.emit(model)
+
+    def load(self, path: str | Path) -> Any:
+        """Read a model file into the store (Noise2ScoreError when it cannot be read)."""
+        from ..api import load_model
+
+        model = load_model(path)
+        self.set(model, f"loaded from {Path(path).name}")
+        return model
 
 
 _STORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -10,7 +10,6 @@ import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -25,7 +24,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import Cancelled, Noise2ScoreError
 from ..core.inference import DEFAULT_TILE
 from ..core.stack import infer_axes
-from ._common import LayerPicker, Relay, is_lazy, layer_array
+from ._common import LayerPicker, Relay, ask_model_path, is_lazy, layer_array
 from ._session import store_for
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
@@ -132,18 +131,13 @@ class DenoiseWidget(QWidget):
                 self.axes.setText("")
 
     def load_model(self, path: str | Path) -> None:
-        from ..api import load_model
-
         try:
-            model = load_model(path)
+            self.store.load(path)
         except Noise2ScoreError as exc:
             self._error(exc)
-            return
-        self.store.set(model, f"loaded from {Path(path).name}")
 
     def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "",
-                                              "Noise2Score model (*.n2s);;All files (*)")
+        path = ask_model_path(self)
         if path:
             self.load_model(path)
 

@@ -27,7 +27,7 @@ from ..core.config import AUTO, TrainConfig
 from ..core.errors import Noise2ScoreError
 from ..core.noise import NOISE_MODELS
 from ..core.stack import infer_axes
-from ._common import LayerPicker, LossPlot, format_seconds, layer_array
+from ._common import LayerPicker, LossPlot, ask_model_path, format_seconds, layer_array
 from ._session import store_for
 
 PARAM_HELP = {
@@ -327,14 +327,11 @@ class TrainWidget(QWidget):
         self.status.setText(f"saved {path}")
 
     def load_model(self, path: str | Path) -> None:
-        from ..api import load_model
-
         try:
-            model = load_model(path)
+            model = self.store.load(path)
         except Noise2ScoreError as exc:
             self._error(exc)
             return
-        self.store.set(model, f"loaded from {Path(path).name}")
         self.set_config(model.config)
         self.status.setText(f"loaded {path}")
 
@@ -345,8 +342,7 @@ class TrainWidget(QWidget):
             self.save_model(path)
 
     def _load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "",
-                                              "Noise2Score model (*.n2s);;All files (*)")
+        path = ask_model_path(self)
         if path:
             self.load_model(path)
 
