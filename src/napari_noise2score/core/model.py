@@ -15,7 +15,7 @@ from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ScoreUNet
 from .noise import NoiseParams
-from .score import domain_params, score_from_residual
+from .score import score_from_residual, training_domain
 
 FORMAT = "napari-noise2score-model"
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ class Noise2ScoreModel:
     @property
     def domain(self) -> float:
         """Scaled intensity of one unit of the training domain (one count, or 1.0)."""
-        return self.config.gain / self.scale if self.config.count_domain else 1.0
+        return training_domain(self.config, self.scale)[0]
 
     @property
     def smoothing(self) -> float:
@@ -72,9 +72,9 @@ class Noise2ScoreModel:
 
     def score(self, y_scaled: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """Score d log p / dy in scaled intensities, from the network's residual at ``y_scaled``."""
-        noise_w = domain_params(self.config.noise_params.rescaled(self.scale), self.domain)
-        r = score_from_residual(residual, y_scaled, noise_w, self.domain, self.final_sigma_a)
-        return r / np.float32(self.domain)
+        domain, noise_w = training_domain(self.config, self.scale)
+        r = score_from_residual(residual, y_scaled, noise_w, domain, self.final_sigma_a)
+        return r / np.float32(domain)
 
     def noise_params(
         self,

@@ -16,14 +16,20 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from .config import TrainConfig
 from .noise import NoiseParams
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
-def domain_params(noise: NoiseParams, domain: float) -> NoiseParams:
-    """Noise parameters (given in scaled intensities) expressed in the training domain."""
-    return noise.rescaled(domain)
+def training_domain(config: TrainConfig, scale: float) -> tuple[float, NoiseParams]:
+    """The training domain of a model whose intensities are divided by ``scale``.
+
+    Returns the scaled intensity of one domain unit (one photon count for Poisson-type
+    noise, else 1.0) and the noise parameters expressed in that domain.
+    """
+    domain = config.gain / scale if config.count_domain else 1.0
+    return domain, config.noise_params.rescaled(scale).rescaled(domain)
 
 
 def variance(w: Array, noise_w: NoiseParams, sigma_a: float) -> Array | float:

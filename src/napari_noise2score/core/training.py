@@ -16,7 +16,7 @@ from .errors import Noise2ScoreError
 from .estimation import NoiseEstimate, estimate_noise
 from .model import Noise2ScoreModel, build_network, package_version
 from .noise import NoiseParams
-from .score import domain_params, score_from_residual
+from .score import score_from_residual, training_domain
 from .stack import check_image, intensity_scale, to_planes
 
 
@@ -152,8 +152,7 @@ def iter_training(
     scale = intensity_scale(stacks, config.offset)
     off = np.float32(config.offset)
     planes = [(p.astype(np.float32) - off) / np.float32(scale) for s in stacks for p in s]
-    domain = config.gain / scale if config.count_domain else 1.0
-    noise_w = domain_params(config.noise_params.rescaled(scale), domain)
+    domain, noise_w = training_domain(config, scale)
     cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
     torch.manual_seed(cfg.seed)
     net = build_network(cfg).to(device)
