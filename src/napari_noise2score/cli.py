@@ -54,6 +54,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, dest="learning_rate", default=d.learning_rate)
     g.add_argument("--width", type=int, help="network width (default: by device)")
     g.add_argument("--depth", type=int, help="network depth (default: by device)")
+    g.add_argument("--decorrelate", type=int, choices=(1, 2),
+                   help="learn and denoise on 2x2 sub-images (2) for noise correlated between "
+                   "neighbouring pixels, or not (1) (default: from the measured correlation)")
 
 
 def _add_batch(p: argparse.ArgumentParser) -> None:
@@ -133,7 +136,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
         device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
         batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
-        depth=args.depth,
+        depth=args.depth, decorrelate=args.decorrelate,
     )
 
 

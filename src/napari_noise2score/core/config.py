@@ -20,6 +20,9 @@ class TrainConfig:
 
     Noise parameters are in the input's own intensity units. ``None`` for a network or
     schedule field means "choose for the device and the noise model" (see ``resolved``).
+    ``decorrelate`` is the pixel stride of the sub-images the score is learned and applied
+    on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
+    measured noise correlation at training.
     """
 
     noise: str = "gaussian"
@@ -38,15 +41,18 @@ class TrainConfig:
     width: int | None = None
     depth: int | None = None
     unshuffle: int | None = None
+    decorrelate: int | None = None
     sigma_a_max: float | None = None
     sigma_a_min: float | None = None
     seed: int = 0
     device: str = "auto"
 
     def with_estimate(self, estimate: NoiseEstimate) -> TrainConfig:
-        """A copy whose noise model and parameters are those of ``estimate``."""
+        """A copy whose noise model and parameters are those of ``estimate`` (and, unless set,
+        the decorrelating stride its noise correlation calls for)."""
         return replace(self, noise=estimate.model, sigma=estimate.sigma, gain=estimate.gain,
-                       shape=estimate.shape, offset=estimate.offset)
+                       shape=estimate.shape, offset=estimate.offset,
+                       decorrelate=self.decorrelate or estimate.stride)
 
     @property
     def noise_params(self) -> NoiseParams:
@@ -76,7 +82,7 @@ class TrainConfig:
             raise Noise2ScoreError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.max_steps is not None and self.max_steps < 1:
             raise Noise2ScoreError(f"max_steps must be >= 1, got {self.max_steps}")
-        for name in ("patch_size", "batch_size", "width", "depth", "unshuffle"):
+        for name in ("patch_size", "batch_size", "width", "depth", "unshuffle", "decorrelate"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise Noise2ScoreError(f"{name} must be >= 1, got {value}")
@@ -106,6 +112,7 @@ class TrainConfig:
         sched = {"sigma_a_max": noise_std, "sigma_a_min": noise_std / 3}
         if self.count_domain:
             sched = {"sigma_a_max": max(1.0, noise_std), "sigma_a_min": max(0.5, noise_std / 3)}
+        net["decorrelate"] = 1  # unless the data's noise correlation asked for more
         filled = {k: v for k, v in {**net, **sched}.items() if getattr(self, k) is None}
         return replace(self, **filled)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .noise import NoiseParams
 
 WINDOW = 8  # window side, in 2x2 blocks (16 x 16 pixels)
 MIN_WINDOWS = 30
+#: Above this neighbour correlation the noise is treated as correlated: estimated again, and
+#: denoised, on sub-images of every second pixel (lag-2 correlation is far smaller).
+CORRELATED = 0.2
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class NoiseEstimate:
     note: str = ""
 
     @property
+    def stride(self) -> int:
+        """Pixel stride of decorrelated sub-images to denoise on (1: noise is independent)."""
+        return 2 if self.correlation > CORRELATED else 1
+
+    @property
     def params(self) -> NoiseParams:
         return NoiseParams(self.model, self.sigma, self.gain, self.shape)
 
@@ -60,6 +68,8 @@ class NoiseEstimate:
         if self.offset:
             parts.append(f"offset = {self.offset:.4g}")
         parts.append(f"neighbour correlation = {self.correlation:.2f}")
+        if self.stride > 1:
+            parts.append(f"correlated: learned on {self.stride}x{self.stride} sub-images")
         parts.append(f"fit quality = {self.quality:.2f} ({self.n_windows} smooth windows)")
         text = ", ".join(parts)
         return f"{text}; {self.note}" if self.note else text
@@ -152,9 +162,28 @@ def _weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, design: str) -> t
 def estimate_noise(
     images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16
 ) -> NoiseEstimate:
-    """Estimate the noise model and its parameters from noisy 2D planes (or a stack)."""
+    """Estimate the noise model and its parameters from noisy 2D planes (or a stack).
+
+    Correlated noise (see ``CORRELATED``) is estimated again on sub-images of every second
+    pixel, where the pixel variances are no longer hidden by the correlation.
+    """
     if isinstance(images, np.ndarray):
         images = [images]
+    planes = _sample_planes(images, max_planes)
+    best = _estimate(planes)
+    if best.stride > 1:
+        sub = [p[i::2, j::2] for p in planes for i in range(2) for j in range(2)]
+        try:
+            again = _estimate(sub)
+        except Noise2ScoreError:
+            return best
+        note = "; ".join(n for n in (again.note, "estimated on 2x2 sub-images") if n)
+        best = replace(again, correlation=best.correlation, note=note)
+    return best
+
+
+def _sample_planes(images, max_planes: int) -> list[np.ndarray]:
+    """At most ``max_planes`` evenly spaced, finite 2D planes of the images."""
     planes = []
     for image in images:
         image = np.asarray(image)
@@ -167,6 +196,11 @@ def estimate_noise(
     planes = planes[::step][:max_planes]
     if any(not np.all(np.isfinite(p)) for p in planes):
         raise Noise2ScoreError("the image contains NaN or infinite values")
+    return planes
+
+
+def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
+    """The best-fitting noise model of the planes' smooth windows."""
 
     mean, var, struct = _window_stats(planes, 1)
     # saturated or clipped windows carry no noise information

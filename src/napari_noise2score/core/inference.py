@@ -46,11 +46,13 @@ def receptive_radius(net: ScoreUNet) -> int:
     Counted layer by layer (3x3 convolutions, 2x2 pools and transposed convolutions, each at
     its own resolution, then the pixel unshuffle). For the default CPU network (width 24,
     depth 3, unshuffle 2) the bound is 117 px; perturbing one pixel of a random network in
-    float64 changes outputs up to 103 px away (docs/algorithm.md).
+    float64 changes outputs up to 103 px away (docs/algorithm.md). A decorrelating
+    ``stride`` stretches the field by that factor.
     """
     levels = [2**i for i in range(net.depth)]
     folded = 2 + sum(p + 2 * 2 * p for p in levels) + sum(p + 2 * p for p in levels)
-    return net.unshuffle * folded + net.unshuffle - 1
+    inner = net.unshuffle * folded + net.unshuffle - 1
+    return net.stride * inner + net.stride - 1
 
 
 def default_overlap(net: ScoreUNet) -> int:
@@ -59,15 +61,47 @@ def default_overlap(net: ScoreUNet) -> int:
     return -(-receptive_radius(net) // m) * m
 
 
+def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips and quarter turns of the last two axes."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    if k >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, -(k % 4), dims=(-2, -1))
+
+
+def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tensor:
+    """The network's output on a (1, 1, H, W) block, averaged over its 8 flips and quarter
+    turns with ``tta``. The block is padded to the pooling grid first, so every transformed
+    copy meets the same grid and tiled results still equal whole-plane ones."""
+    h, w = block.shape[-2:]
+    if not tta:
+        return network_output(net, block)
+    padded = _pad_to_multiple(block, net.multiple)
+    total = torch.zeros_like(padded)
+    for k in range(8):
+        total += _undo_dihedral(network_output(net, _dihedral(padded, k)), k)
+    return (total / 8)[..., :h, :w]
+
+
 @torch.inference_mode()
 def predict_plane(
-    net: ScoreUNet, plane: np.ndarray, tile: int = DEFAULT_TILE, overlap: int | None = None
+    net: ScoreUNet,
+    plane: np.ndarray,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo.
 
     Tile and halo are rounded up to the network's multiple, so every tile starts on the
     pooling grid of the whole plane: with a halo covering the receptive field (the default,
     ``default_overlap``), the result equals whole-plane inference to float tolerance.
+    ``tta`` averages the output over the 8 flips and quarter turns of each tile (test-time
+    augmentation: 8 forward passes, a less noisy score).
     """
     if overlap is None:
         overlap = default_overlap(net)
@@ -84,8 +118,8 @@ def predict_plane(
             ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
             yb, xb = min(y1 + overlap, h), min(x1 + overlap, w)
             block = torch.from_numpy(np.ascontiguousarray(plane[ya:yb, xa:xb], np.float32))
-            res = network_output(net, block[None, None].to(device))[0, 0].float().cpu().numpy()
-            out[y0:y1, x0:x1] = res[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+            res = _block_output(net, block[None, None].to(device), tta)[0, 0].float().cpu()
+            out[y0:y1, x0:x1] = res.numpy()[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
     return out
 
 
@@ -103,6 +137,7 @@ def denoise_plane(
     scaled: NoiseParams,
     tile: int = DEFAULT_TILE,
     overlap: int | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Denoise one 2D plane (input units in, float32 input units out).
 
@@ -110,7 +145,7 @@ def denoise_plane(
     the same pixels as denoising the whole plane, as long as the network's output agrees.
     """
     y = model.to_scaled(np.asarray(plane))
-    score = model.score(y, predict_plane(model.net, y, tile, overlap))
+    score = model.score(y, predict_plane(model.net, y, tile, overlap, tta))
     x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
     return model.from_scaled(x)
 
@@ -124,10 +159,12 @@ def denoise_array(
     overlap: int | None = None,
     progress: ProgressFn | None = None,
     stop: StopFn | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units.
 
-    ``noise`` overrides the model's noise parameters (same noise model, input units).
+    ``noise`` overrides the model's noise parameters (same noise model, input units);
+    ``tta`` averages the score over the 8 flips and quarter turns (8x the inference time).
     ``stop`` is polled between planes; when it returns True, ``Cancelled`` is raised.
     """
     data = np.asarray(data)
@@ -139,7 +176,7 @@ def denoise_array(
     for i, plane in enumerate(planes):
         if stop is not None and stop():
             raise Cancelled("denoising stopped")
-        out[i] = denoise_plane(model, plane, scaled, tile, overlap)
+        out[i] = denoise_plane(model, plane, scaled, tile, overlap, tta)
         if progress is not None:
             progress(i + 1, len(planes))
     return from_planes(out, data.shape, axes)

@@ -23,7 +23,8 @@ FORMAT_VERSION = 1
 
 def build_network(config: TrainConfig) -> ScoreUNet:
     """The score network a resolved configuration describes."""
-    return ScoreUNet(width=config.width, depth=config.depth, unshuffle=config.unshuffle)
+    return ScoreUNet(width=config.width, depth=config.depth, unshuffle=config.unshuffle,
+                     stride=config.decorrelate or 1)
 
 
 def package_version() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -24,14 +25,22 @@ class ScoreUNet(nn.Module):
     ``unshuffle`` > 1 folds pixel blocks into channels first (lossless), so every
     convolution runs on ``1/unshuffle**2`` of the pixels: the CPU-friendly setting.
     The last layer is a plain convolution, never a non-negative activation.
+
+    ``stride`` > 1 (noise correlated between neighbouring pixels) splits the image into
+    ``stride**2`` sub-images of every ``stride``-th pixel and treats each as an image of its
+    own: within a sub-image the noise is (nearly) independent again, as Tweedie's formula
+    needs. It has no weights, so it only changes how the same network is applied.
     """
 
-    def __init__(self, width: int = 32, depth: int = 3, unshuffle: int = 2) -> None:
+    def __init__(
+        self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1
+    ) -> None:
         super().__init__()
-        if width < 1 or depth < 1 or unshuffle < 1:
-            raise ValueError("width, depth and unshuffle must be positive")
+        if width < 1 or depth < 1 or unshuffle < 1 or stride < 1:
+            raise ValueError("width, depth, unshuffle and stride must be positive")
         self.depth = depth
         self.unshuffle = unshuffle
+        self.stride = stride
         c0 = unshuffle * unshuffle
         widths = [width * min(2**i, 4) for i in range(depth + 1)]
         self.head = _block(c0, widths[0])
@@ -55,9 +64,20 @@ class ScoreUNet(nn.Module):
     @property
     def multiple(self) -> int:
         """Spatial sizes must be multiples of this number."""
-        return self.unshuffle * 2**self.depth
+        return self.stride * self.unshuffle * 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        if s == 1:
+            return self._unet(x)
+        b, _, height, width = x.shape
+        sub = F.pixel_unshuffle(x, s).reshape(b * s * s, 1, height // s, width // s)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            sub = sub.contiguous(memory_format=torch.channels_last)
+        out = self._unet(sub).reshape(b, s * s, height // s, width // s)
+        return F.pixel_shuffle(out, s)
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(self.fold(x))
         skips = []
         for block in self.down:

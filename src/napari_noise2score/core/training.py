@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -117,6 +117,14 @@ def typical_noise_std(planes: Sequence[np.ndarray], noise_w: NoiseParams, domain
     return math.sqrt(level + read2)
 
 
+def measured_stride(stacks: Sequence[np.ndarray]) -> int:
+    """The decorrelating stride the noise of the planes calls for (1 when unmeasurable)."""
+    try:
+        return estimate_noise(stacks).stride
+    except Noise2ScoreError:
+        return 1
+
+
 def choose_patch(planes: Sequence[np.ndarray], wanted: int, multiple: int) -> int:
     """The patch size: ``wanted`` rounded to the network's multiple, shrunk for small images."""
     largest = max(min(p.shape[-2:]) for p in planes)
@@ -148,6 +156,8 @@ def iter_training(
         estimate = estimate_noise(stacks)
         yield NoiseEstimated(estimate)
         config = config.with_estimate(estimate).validate()
+    elif config.decorrelate is None:
+        config = replace(config, decorrelate=measured_stride(stacks))
     device = select_device(config.device)
     scale = intensity_scale(stacks, config.offset)
     off = np.float32(config.offset)

@@ -25,11 +25,13 @@ from superqt import QCollapsible
 
 from ..core.config import AUTO, TrainConfig
 from ..core.errors import Noise2ScoreError
-from ..core.noise import NOISE_MODELS
+from ..core.noise import MIXED_MODES, NOISE_MODELS
 from ..core.stack import infer_axes
 from ._common import LayerPicker, LossPlot, ask_model_path, format_seconds, layer_array
 from ._session import store_for
 
+#: Choices of the "correlated noise" field and the TrainConfig.decorrelate they give.
+DECORRELATE = {"auto": None, "independent pixels": 1, "2x2 sub-images": 2}
 PARAM_HELP = {
     "sigma": "noise std in the layer's intensity units (read noise for poisson-gaussian)",
     "gain": "Poisson gain zeta: the intensity of one photon count",
@@ -112,6 +114,15 @@ class TrainWidget(QWidget):
         self.learning_rate = _spin(1e-3, 1e-6, 1.0, decimals=6)
         self.width = _int_spin(0, 0, 512, special="auto")
         self.seed = _int_spin(0, 0, 2**31 - 1)
+        self.decorrelate = QComboBox()
+        self.decorrelate.addItems(list(DECORRELATE))
+        self.decorrelate.setToolTip(
+            "noise correlated between neighbouring pixels: learn and denoise on 2x2 "
+            "sub-images (auto: decided from the measured correlation)")
+        self.mixed_mode = QComboBox()
+        self.mixed_mode.addItems(list(MIXED_MODES))
+        self.mixed_mode.setCurrentText(TrainConfig().mixed_mode)
+        self.mixed_mode.setToolTip("Tweedie form for poisson-gaussian noise")
         self.device = QComboBox()
         self.device.addItems(self._device_names())
         advanced = QFormLayout()
@@ -120,6 +131,8 @@ class TrainWidget(QWidget):
         advanced.addRow("learning rate", self.learning_rate)
         advanced.addRow("network width", self.width)
         advanced.addRow("seed", self.seed)
+        advanced.addRow("correlated noise", self.decorrelate)
+        advanced.addRow("mixed-noise step", self.mixed_mode)
         advanced.addRow("device", self.device)
         box = QWidget()
         box.setLayout(advanced)
@@ -204,6 +217,8 @@ class TrainWidget(QWidget):
             learning_rate=self.learning_rate.value(),
             width=self.width.value() or None,
             seed=self.seed.value(),
+            decorrelate=DECORRELATE[self.decorrelate.currentText()],
+            mixed_mode=self.mixed_mode.currentText(),
             device=self.device.currentText(),
         ).validate()
 
@@ -219,6 +234,9 @@ class TrainWidget(QWidget):
         self.batch_size.setValue(config.batch_size)
         self.learning_rate.setValue(config.learning_rate)
         self.seed.setValue(config.seed)
+        stride = {v: k for k, v in DECORRELATE.items()}.get(config.decorrelate, "auto")
+        self.decorrelate.setCurrentText(stride)
+        self.mixed_mode.setCurrentText(config.mixed_mode)
 
     def estimate(self) -> None:
         """Estimate the noise of the chosen layer and show it in the fields."""
