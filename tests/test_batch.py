@@ -141,8 +141,10 @@ def test_killed_command_line_resumes(tmp_path, model_file):
     assert 1 <= len(finished) < 12, "the batch ended before it could be killed"
     for p in finished:  # what has its final name is complete
         assert tifffile.imread(p).shape == (192, 192)
+    leftover = list(out.glob(".*.tmp"))  # the file being written when killed, if any
     rerun = subprocess.run(cmd, env=env_with_src(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
+    assert (f"removed {len(leftover)} temporary files" in rerun.stderr) == bool(leftover)
     assert f"done {12 - len(finished)}, skipped {len(finished)}, failed 0" in rerun.stdout
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     assert sorted(p.name for p in out.glob("*.tif")) == [f"img{i:02d}.tif" for i in range(12)]

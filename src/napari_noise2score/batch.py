@@ -52,6 +52,8 @@ class FileResult:
     status: str
     seconds: float = 0.0
     error: str | None = None
+    #: The dask worker that ran the file (its address; for a file spread tile by tile, every
+    #: worker that denoised a tile, comma-separated), or ``local:PID``.
     worker: str | None = None
     #: The error was about the input or the parameters (a Noise2ScoreError), not a crash.
     user_error: bool = False
