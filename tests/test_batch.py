@@ -218,7 +218,12 @@ def test_usage_errors_exit_2_and_one_bad_input_keeps_its_message(tmp_path, model
     assert main(["denoise", str(a), str(b), "--model", str(model_file),
                  "-o", str(tmp_path / "out")]) == 2
     assert "share a file name" in capsys.readouterr().err
+    assert main(["denoise", str(a), "--model", str(model_file), "-o", str(tmp_path / "out"),
+                 "--threads", "0"]) == 2
+    assert "threads must be >= 1, not 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    with pytest.raises(Noise2ScoreError, match="distribute must be one of auto, files, tiles"):
+        denoise_batch([a], model_file, tmp_path / "out", distribute="planes")
 
 
 def test_leftover_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path,

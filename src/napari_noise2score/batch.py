@@ -33,6 +33,8 @@ DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 DISTRIBUTE = ("auto", "files", "tiles")
 #: Tile tasks submitted ahead per worker thread when one file is spread over a cluster.
 TASKS_PER_THREAD = 2
+#: The ``denoise_file`` options a file spread tile by tile takes.
+_TILING_OPTIONS = {"axes", "sigma", "gain", "shape", "tile", "overlap", "memory"}
 _GLOB_CHARS = set("*?[")
 
 
@@ -365,7 +367,7 @@ def _tile_count(source: Path, model, options: dict[str, Any]) -> int:
     error is then reported by the task that denoises it)."""
     try:
         return _tiler_for(source, model, options)[0].n_tiles
-    except Noise2ScoreError:
+    except Exception:  # any failure here is the file's own, reported when it runs
         return 0
 
 
@@ -374,6 +376,9 @@ def _tiler_for(source: Path, model, options: dict[str, Any]):
     from .core.tiling import TiledDenoiser
     from .io.lazy import open_lazy
 
+    unknown = sorted(set(options) - _TILING_OPTIONS)
+    if unknown:
+        raise Noise2ScoreError(f"unknown denoising options: {', '.join(unknown)}")
     params = model.noise_params(sigma=options.get("sigma"), gain=options.get("gain"),
                                 shape=options.get("shape"))
     data, axes = open_lazy(source, options.get("axes"))
