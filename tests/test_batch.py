@@ -141,11 +141,14 @@ def test_killed_command_line_resumes(tmp_path, model_file):
     assert 1 <= len(finished) < 12, "the batch ended before it could be killed"
     for p in finished:  # what has its final name is complete
         assert tifffile.imread(p).shape == (192, 192)
+    leftover = list(out.glob(".*.tmp"))  # the file being written when killed, if any
     rerun = subprocess.run(cmd, env=env_with_src(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
+    assert (f"removed {len(leftover)} temporary files" in rerun.stderr) == bool(leftover)
     assert f"done {12 - len(finished)}, skipped {len(finished)}, failed 0" in rerun.stdout
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
     assert sorted(p.name for p in out.glob("*.tif")) == [f"img{i:02d}.tif" for i in range(12)]
+    assert not list(out.glob(".*.tmp"))  # the killed run's temporary file was removed
 
 
 def test_npe2_commands_run_headless_in_a_subprocess(tmp_path):
@@ -188,12 +191,14 @@ def test_local_cluster_gives_the_local_results(tmp_path, model_file, monkeypatch
     paths = write_images(tmp_path / "raw", 4)
     broken = tmp_path / "raw" / "img02b.tif"
     broken.write_bytes(b"not an image at all")
-    local = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "local")
+    # the same torch thread count on both paths: 1 thread and several sum convolutions in
+    # another order (float32 rounding), so only the same count is bit-identical
+    local = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "local", threads=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         remote = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "cluster",
-                               client=client)
+                               client=client, threads=1, distribute="files")
         workers = {r.worker for r in remote.done}
     assert (len(remote.done), len(remote.failed)) == (len(local.done), len(local.failed)) \
         == (4, 1)
@@ -213,4 +218,58 @@ def test_usage_errors_exit_2_and_one_bad_input_keeps_its_message(tmp_path, model
     assert main(["denoise", str(a), str(b), "--model", str(model_file),
                  "-o", str(tmp_path / "out")]) == 2
     assert "share a file name" in capsys.readouterr().err
+    assert main(["denoise", str(a), "--model", str(model_file), "-o", str(tmp_path / "out"),
+                 "--threads", "0"]) == 2
+    assert "threads must be >= 1, not 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    with pytest.raises(Noise2ScoreError, match="distribute must be one of auto, files, tiles"):
+        denoise_batch([a], model_file, tmp_path / "out", distribute="planes")
+
+
+def test_leftover_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path,
+                                                                            model_file):
+    """A re-run removes what killed runs left: temporaries whose writer (host and pid in the
+    name) is gone, or, when the name cannot say (another host, an older version), that
+    nobody touched for a day. A live writer's temporary (another run sharing the folder)
+    stays, and so does every file that is not a temporary output of this batch."""
+    from napari_noise2score.io.chunked_writer import _host, temporaries
+
+    write_images(tmp_path / "raw", 4)
+    out = tmp_path / "out"
+    out.mkdir()
+    host = _host()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    day_ago = time.time() - 25 * 3600
+    try:
+        removed = {
+            out / f".img00.tif.{host}.{dead.pid}.k2j4h5g6.tmp": "file",
+            out / f".img01.tif.{host}.{dead.pid}.a1b2c3d4.tmp": "dir",  # a zarr-like folder
+            out / ".img02.tif.otherhost.77.q1w2e3r4.tmp": "old",
+        }
+        kept = {
+            out / f".img00.tif.{host}.{live.pid}.z9y8x7w6.tmp": "file",
+            out / ".img01.tif.otherhost.78.p0o9i8u7.tmp": "file",  # recent, another host
+            out / ".img03.tif.abcdefgh.tmp": "file",  # an older version's name, recent
+            out / ".notes.tmp": "file",  # not a temporary output of this batch
+            out / ".img99.tif.host.1.abc.tmp": "old",  # not an output of this batch
+        }
+        for path, kind in {**removed, **kept}.items():
+            if kind == "dir":
+                (path / "c" / "0").mkdir(parents=True)
+                (path / "c" / "0" / "0").write_bytes(b"chunk")
+            else:
+                path.write_bytes(b"partial")
+            if kind == "old":
+                os.utime(path, (day_ago, day_ago))
+        assert len(temporaries(out / "img00.tif")) == 2
+        summary = denoise_batch([tmp_path / "raw"], model_file, out)
+        assert sorted(summary.cleaned) == sorted(removed)
+        assert not any(p.exists() for p in removed)
+        assert all(p.exists() for p in kept)
+        assert len(summary.done) == 4
+    finally:
+        live.kill()
+        live.wait()
+    assert summary.to_dict()["cleaned"] == [str(p) for p in summary.cleaned]

@@ -125,6 +125,8 @@ def denoise_file(
     memory: int | None = None,
     progress: ProgressFn | None = None,
     stop: StopFn | None = None,
+    client=None,
+    threads: int | None = None,
 ) -> Path:
     """Denoise an image file of any size into ``output`` (.tif/.tiff or .zarr), streaming.
 
@@ -134,7 +136,22 @@ def denoise_file(
     ``overlap`` to the network's receptive field. ``progress(tiles_done, tiles_total)``
     is called after each tile; ``stop()`` is polled before each and ends the run with
     ``Cancelled``, leaving no output file.
+
+    ``client`` (a ``distributed.Client`` or a scheduler address) denoises the tiles on the
+    cluster's workers (the model sent to each once, the same tiles and result as here; the
+    output is still written here). ``threads`` fixes torch's threads for the run (for this
+    process, or each worker): results are bit-identical for the same count.
     """
+    if client is not None:
+        from .batch import denoise_file_on_cluster
+
+        if not isinstance(model, Noise2ScoreModel):
+            model = load_model(model)
+        return denoise_file_on_cluster(
+            client, path, model, output, threads=threads, progress=progress, stop=stop,
+            axes=axes, sigma=sigma, gain=gain, shape=shape, tile=tile, overlap=overlap,
+            memory=memory)
+    from .batch import torch_threads
     from .core.tiling import TiledDenoiser
     from .io.chunked_writer import check_output, write_planes
     from .io.lazy import open_lazy as _open
@@ -145,6 +162,7 @@ def denoise_file(
     tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
     check_output(output, data.size * 4, [path])
     layout = tiler.layout
-    planes = tiler.iter_planes(data, progress, stop)
-    return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                        layout.planes_axes)
+    with torch_threads(threads):
+        planes = tiler.iter_planes(data, progress, stop)
+        return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
+                            layout.planes_axes)

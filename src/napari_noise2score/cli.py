@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batch import DISTRIBUTE
 from .core.config import AUTO, DEVICES, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import MIXED_MODES, NOISE_MODELS
@@ -62,11 +63,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def _add_batch(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("batch (INPUT: files, folders, glob patterns such as 'raw/**/*.tif')")
     g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="dask.distributed scheduler (e.g. tcp://host:8786): spread the files "
-                   "over its workers (default: this machine)")
+                   help="dask.distributed scheduler (e.g. tcp://host:8786): spread the files, "
+                   "or the tiles of a large file, over its workers (default: this machine)")
+    g.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
+                   help="with --scheduler: one task per file, per tile, or auto (tiles of "
+                   "large files when there are fewer files than worker threads; default)")
     g.add_argument("--workers", type=int, default=1,
                    help="files denoised at once on this machine, without --scheduler "
                    "(default: 1; each uses all cores)")
+    g.add_argument("--threads", type=int,
+                   help="torch threads per process (here, or on each worker); the same count "
+                   "gives bit-identical results (default: all cores here, 1 per dask task)")
     g.add_argument("--overwrite", action="store_true",
                    help="redo outputs that exist (default: skip them, so a re-run resumes)")
 
@@ -210,8 +217,8 @@ def _denoise_files(model, jobs, args) -> None:
 
     params = model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)
     memory = None if args.memory is None else int(args.memory * 2**20)
-    tile_bars = args.scheduler is None and args.workers <= 1
     single = len(jobs) == 1
+    tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
 
     def progress_for(job: Job):
         bars: list = []  # made on the first tile, so that waiting files show no bar
@@ -237,9 +244,13 @@ def _denoise_files(model, jobs, args) -> None:
 
     summary = denoise_batch(
         jobs, model, client=args.scheduler, workers=args.workers, overwrite=args.overwrite,
+        threads=args.threads, distribute=args.distribute,
         on_result=on_result, progress_for=progress_for if tile_bars else None,
         axes=args.axes, sigma=params.sigma, gain=params.gain, shape=params.shape,
         tile=args.tile, overlap=args.overlap, memory=memory)
+    if summary.cleaned:
+        print(f"removed {len(summary.cleaned)} temporary files left by killed runs",
+              file=sys.stderr)
     failed = summary.failed
     if single and failed and failed[0].user_error:  # one file: its error is the command's
         raise Noise2ScoreError(failed[0].error)
