@@ -2,7 +2,8 @@
 
 For each image, in one run: the noisy input; napari-noise2score with ``noise="auto"`` (noise
 estimated from the image, then at most ``--seconds`` of training on that one image), scored
-with every mixed-noise Tweedie mode from the same trained model; generalized Anscombe + BM3D
+with every mixed-noise Tweedie mode, with and without test-time augmentation, from the
+same trained model; generalized Anscombe + BM3D
 with the same estimated parameters; Noise2Void (CAREamics, its own venv, same time budget).
 PSNR/SSIM on the uint8 scale (outputs clipped to [0, 255]), seconds, peak memory.
 
@@ -13,7 +14,6 @@ PSNR/SSIM on the uint8 scale (outputs clipped to [0, 255]), seconds, peak memory
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import resource
@@ -47,21 +47,18 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def with_mode(model, mode: str):
-    """The same trained model, applied with another mixed-noise Tweedie mode."""
-    return dataclasses.replace(model, config=dataclasses.replace(model.config, mixed_mode=mode))
-
-
 def run_n2s(noisy: np.ndarray, clean: np.ndarray, seconds: float, seed: int) -> dict:
     t0 = time.perf_counter()
     model = train(noisy, noise="auto", max_seconds=seconds, seed=seed)
     train_s = time.perf_counter() - t0
     rows = {}
     for mode in MIXED_MODES:
-        t1 = time.perf_counter()
-        out = denoise(noisy, with_mode(model, mode))
-        took = train_s + time.perf_counter() - t1
-        rows[f"n2s[{mode}]"] = {**metrics(clean, out), "seconds": took}
+        for tta in (True, False):
+            t1 = time.perf_counter()
+            out = denoise(noisy, model.with_options(mixed_mode=mode, tta=tta))
+            took = train_s + time.perf_counter() - t1
+            key = f"n2s[{mode}]" + ("" if tta else "[no tta]")
+            rows[key] = {**metrics(clean, out), "seconds": took}
     rows["_model"] = {"steps": model.steps, "train_seconds": train_s,
                       "default_mode": model.config.mixed_mode,
                       "decorrelate": model.config.decorrelate}

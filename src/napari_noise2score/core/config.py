@@ -22,7 +22,9 @@ class TrainConfig:
     schedule field means "choose for the device and the noise model" (see ``resolved``).
     ``decorrelate`` is the pixel stride of the sub-images the score is learned and applied
     on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
-    measured noise correlation at training.
+    measured noise correlation at training. ``mixed_mode`` and ``tta`` (the score averaged
+    over the 8 flips and quarter turns of each tile: 8 forward passes) act at denoising and
+    can be changed on a trained model (``Noise2ScoreModel.with_options``).
     """
 
     noise: str = "gaussian"
@@ -31,6 +33,7 @@ class TrainConfig:
     shape: float | None = None
     offset: float = 0.0
     mixed_mode: str = "gaussian-then-poisson"
+    tta: bool = True
     axes: str | None = None
     max_seconds: float | None = 120.0
     max_steps: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,12 @@ class Noise2ScoreModel:
         domain, noise_w = training_domain(self.config, self.scale)
         r = score_from_residual(residual, y_scaled, noise_w, domain, self.final_sigma_a)
         return r / np.float32(domain)
+
+    def with_options(self, mixed_mode: str | None = None, tta: bool | None = None):
+        """The same trained network, denoising with another mixed-noise mode or TTA setting."""
+        changes = {k: v for k, v in (("mixed_mode", mixed_mode), ("tta", tta)) if v is not None}
+        config = replace(self.config, **changes).validate()
+        return replace(self, config=config)
 
     def noise_params(
         self,

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import Noise2ScoreError
 
 NOISE_MODELS = ("gaussian", "poisson", "gamma", "poisson-gaussian")
-MIXED_MODES = ("gaussian-then-poisson", "affine")
+MIXED_MODES = ("gaussian-then-poisson", "first-order", "affine")
 
 # exp() arguments are clipped here: a score this large only comes from a broken model
 _MAX_LOG_STEP = 20.0
@@ -130,6 +130,9 @@ def tweedie(
         denom = np.maximum((k - 1) - y1 * score, 0.05 * (k - 1))
         return k * y1 / denom
     zeta = noise.gain
+    if mixed_mode == "first-order":
+        # one Gaussian-form step with the affine variance of the mixed noise
+        return y + (read2 + zeta * np.maximum(y, 0.0)) * score
     if mixed_mode == "affine":
         # near and below zero signal the correction term zeta^2 / 2v must stay bounded
         v = np.maximum(zeta * y + read2, 0.5 * (read2 + zeta * zeta))

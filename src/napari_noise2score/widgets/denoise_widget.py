@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -70,8 +71,12 @@ class DenoiseWidget(QWidget):
         self.tile.setValue(DEFAULT_TILE)
         self.tile.setSuffix(" px")
         self.tile.setToolTip("tile size: smaller tiles use less memory")
+        self.tta = QCheckBox("average over 8 flips and turns")
+        self.tta.setChecked(True)
+        self.tta.setToolTip("test-time augmentation: a cleaner result, 8x the denoising time")
         form.addRow("output", self.output)
         form.addRow("tile size", self.tile)
+        form.addRow("quality", self.tta)
 
         self.denoise_button = QPushButton("Denoise")
         self.stop_button = QPushButton("Stop")
@@ -154,6 +159,7 @@ class DenoiseWidget(QWidget):
         try:
             if model is None:
                 raise Noise2ScoreError("there is no model: train one or load a model file")
+            model = model.with_options(tta=self.tta.isChecked())
             layer = self.layer_picker.layer()
             if is_lazy(layer):
                 self._add_lazy(layer, model)
