@@ -95,6 +95,7 @@ def default_grid(model: Noise2ScoreModel, parameter: str, size: int = GRID_SIZE)
     if centre is None or not centre > 0:
         raise Noise2ScoreError(f"the model has no training {parameter}: give a grid")
     grid = centre * np.geomspace(1 / GRID_SPAN, GRID_SPAN, size)
+    grid[np.argmin(np.abs(grid - centre))] = centre  # the training value itself, exactly
     if parameter == "shape":
         grid = grid[grid > 1.0]
     return grid
