@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .core.errors import Noise2ScoreError
 from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
 from .core.training import TrainProgress, train_model
+
+if TYPE_CHECKING:
+    from .core.blind import BlindResult
 
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
@@ -101,7 +105,7 @@ def blind_search(
     method: str = "search",
     grid: Sequence[float] | None = None,
     max_pixels: int | None = None,
-):
+) -> BlindResult:
     """Find the model's noise parameter for ``image`` at test time (blind Tweedie).
 
     ``method="search"``: the grid value (input units; default around the training value)
