@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .core.errors import Noise2ScoreError
 from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
 from .core.training import TrainProgress, train_model
+
+if TYPE_CHECKING:
+    from .core.blind import BlindResult
 
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
@@ -92,6 +96,41 @@ def denoise(
         return TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
     tile = DEFAULT_TILE if tile is None else tile
     return denoise_array(model, data, axes, params, tile, overlap, progress, stop)
+
+
+def blind_search(
+    model: Noise2ScoreModel | str | os.PathLike,
+    image: np.ndarray,
+    axes: str | None = None,
+    method: str = "search",
+    grid: Sequence[float] | None = None,
+    max_pixels: int | None = None,
+) -> BlindResult:
+    """Find the model's noise parameter for ``image`` at test time (blind Tweedie).
+
+    ``method="search"``: the grid value (input units; default around the training value)
+    whose denoised result minimises the quality criterion; ``"score"``: read from the
+    learned score (Gaussian and Gamma models). Works on a bounded sample of the planes.
+    Returns a BlindResult: ``.parameter`` ('sigma', 'shape' or 'gain'), ``.value``,
+    ``.describe()``; denoise with ``denoise(image, model, **{r.parameter: r.value})``.
+    """
+    from .core import blind
+
+    if not isinstance(model, Noise2ScoreModel):
+        model = load_model(model)
+    limit = blind.MAX_PIXELS if max_pixels is None else max_pixels
+    if _is_dask(image):
+        from .core.stack import check_axes
+        from .io.lazy import training_planes
+
+        planes = training_planes(image, check_axes(axes, image.ndim), max_bytes=4 * limit)
+    else:
+        from .core.stack import check_image, to_planes
+
+        image = np.asarray(image)
+        check_image(image)
+        planes = to_planes(image, axes)[0]
+    return blind.find_parameter(model, planes, method, grid, limit)
 
 
 def _model_and_noise(model, sigma, gain, shape):

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--mixed-mode", choices=MIXED_MODES,
                    help="Tweedie form for poisson-gaussian noise (default: the model's)")
+    p.add_argument("--blind", nargs="?", const="search", choices=("search", "score"),
+                   help="find the noise parameter on the inputs first (grid search, or "
+                   "'score': read from the learned score), print it, then denoise with it")
     _add_noise_options(p, with_model=False)
     _add_tiling(p)
     _add_batch(p)
@@ -287,7 +290,24 @@ def cmd_denoise(args: argparse.Namespace) -> None:
 
     jobs = plan_jobs(args.inputs, args.output)  # fail before loading anything
     model = load_model(args.model, args.device)
+    if args.blind:
+        _blind_parameter(model, [j.source for j in jobs], args)
     _denoise_files(model, jobs, args)
+
+
+def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> None:
+    """Find the noise parameter on a bounded sample of all inputs; print it; use it."""
+    from .core.blind import MAX_PIXELS, SEARCHED, find_parameter
+    from .io.lazy import open_lazy, training_planes
+
+    name = SEARCHED[model.config.noise]
+    if getattr(args, name) is not None:
+        raise Noise2ScoreError(f"give either --{name} or --blind, not both")
+    budget = 4 * MAX_PIXELS // len(paths)
+    planes = [p for path in paths for p in training_planes(*open_lazy(path, args.axes), budget)]
+    result = find_parameter(model, planes, args.blind)
+    print(result.describe(), flush=True)
+    setattr(args, name, result.value)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
