@@ -68,7 +68,7 @@ def test_a_halo_short_of_the_receptive_field_leaves_seams(model):
     whole = denoise_array(model, data, "TYX", tile=4096, overlap=0)
     tiler = TiledDenoiser(model, data.shape, "TYX", tile=32, overlap=0)
     seams = np.stack(list(tiler.iter_planes(data)))
-    assert np.abs(seams - whole).max() > 1e-3 * np.abs(whole).max()  # 10x the tolerance
+    assert np.abs(seams - whole).max() > 5e-4 * np.abs(whole).max()  # 5x the tolerance
 
 
 @pytest.mark.parametrize("width, depth, unshuffle", [(8, 2, 2), (8, 3, 1)])
