@@ -27,7 +27,7 @@ def main() -> None:
                         options.pop("gain", None), options.pop("shape", None))
     noisy = [simulate(c, noise, seed=i).astype(np.float32) for i, c in enumerate(clean)]
     t0 = time.perf_counter()
-    model = train(noisy, noise=noise.model, sigma=noise.sigma, gain=noise.gain,
+    model = train(noisy, noise=noise.model, sigma=noise.sigma, gain=noise.gain, tta=False,
                   shape=noise.shape, **options)
     train_s = time.perf_counter() - t0
     out = [denoise(n, model) for n in noisy]

@@ -84,7 +84,7 @@ def main() -> None:
     import tifffile
 
     model = train(tifffile.imread(paths[0]), noise="poisson-gaussian", gain=4.0, sigma=8.0,
-                  offset=100.0, width=8, depth=2, max_steps=30, max_seconds=60.0,
+                  tta=False, offset=100.0, width=8, depth=2, max_steps=30, max_seconds=60.0,
                   patch_size=32, batch_size=4, device="cpu")
     model_file = model.save(args.folder / "model.n2s")
 

@@ -93,7 +93,7 @@ def main() -> None:
 
     source = write_stack(args.folder / "stack.tif", args.planes, args.size)
     sample = tifffile.imread(source, key=0)[:512, :512]
-    model = train(sample, noise="poisson-gaussian", gain=4.0, sigma=8.0, offset=100.0,
+    model = train(sample, noise="poisson-gaussian", gain=4.0, sigma=8.0, offset=100.0, tta=False,
                   width=8, depth=2, max_steps=30, max_seconds=60.0, patch_size=32,
                   batch_size=4, device="cpu")
     tiles = TiledDenoiser(model, (args.planes, args.size, args.size), "TYX",

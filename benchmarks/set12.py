@@ -68,10 +68,10 @@ def bm3d_peer(noisy: np.ndarray, noise: NoiseParams) -> np.ndarray:
     return np.exp(d * (hi - lo) + lo)
 
 
-def run_setting(name, noise, clean, budget, seed, with_bm3d):
+def run_setting(name, noise, clean, budget, seed, with_bm3d, tta=False):
     noisy = [simulate(c, noise, seed=seed + i).astype(np.float32) for i, c in enumerate(clean)]
     t0 = time.perf_counter()
-    model = train(noisy, noise=noise.model, sigma=noise.sigma, gain=noise.gain,
+    model = train(noisy, noise=noise.model, sigma=noise.sigma, gain=noise.gain, tta=tta,
                   shape=noise.shape, max_seconds=budget, seed=seed)
     train_s = time.perf_counter() - t0
     rows, infer_s = [], 0.0
@@ -100,7 +100,8 @@ def throughput(model_budget: float = 5.0, size: int = 2048) -> dict:
     """Inference speed on one large plane (what tiles of a big image see)."""
     rng = np.random.default_rng(0)
     img = rng.random((size, size), dtype=np.float32)
-    model = train(img[:256, :256], noise="gaussian", sigma=0.1, max_seconds=model_budget)
+    model = train(img[:256, :256], noise="gaussian", sigma=0.1, max_seconds=model_budget,
+                  tta=False)
     denoise(img[:512, :512], model)  # warm-up
     t0 = time.perf_counter()
     denoise(img, model)
@@ -117,6 +118,9 @@ def main() -> int:
     ap.add_argument("--sweep", nargs="*", type=float, default=[30.0, 600.0],
                     help="extra budgets for gaussian25 (the PSNR-vs-budget plot)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tta", action="store_true",
+                    help="test-time augmentation (off for the figures in docs/benchmarks.md, "
+                    "measured before it became the default)")
     args = ap.parse_args()
     files = sorted(args.data.glob("*.png"))
     if not files:
@@ -132,11 +136,11 @@ def main() -> int:
     result["throughput"] = throughput()
     for name in args.settings:
         result["runs"].append(run_setting(name, SETTINGS[name], clean, args.budget, args.seed,
-                                          with_bm3d=True))
+                                          with_bm3d=True, tta=args.tta))
         args.out.write_text(json.dumps(result, indent=1))
     for budget in args.sweep:
         result["runs"].append(run_setting("gaussian25", SETTINGS["gaussian25"], clean, budget,
-                                          args.seed, with_bm3d=False))
+                                          args.seed, with_bm3d=False, tta=args.tta))
         args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -58,7 +58,7 @@ def train_model(volume: Path, model: Path, seconds: float) -> None:
 
     data, axes = open_lazy(volume)
     planes = training_planes(data, axes, max_bytes=4 * PLANE * PLANE * 2)
-    m = train(planes, noise="poisson-gaussian", gain=4.0, sigma=8.0, max_seconds=seconds,
+    m = train(planes, noise="poisson-gaussian", gain=4.0, sigma=8.0, max_seconds=seconds, tta=False,
               width=8, depth=2, device="cpu")
     m.save(model)
 

@@ -86,9 +86,10 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", type=float, metavar="MIB",
                    help="memory for one tile's forward pass, in MiB, when --tile is not given "
                    "(default: a quarter of the available memory, at most 384)")
-    p.add_argument("--no-tta", dest="tta", action="store_false",
-                   help="one forward pass per tile instead of the average over its 8 flips and "
-                   "quarter turns (8x faster, noisier)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each tile's score over its 8 flips and quarter turns; "
+                   "--no-tta: one forward pass per tile, 8x faster, noisier (default: the "
+                   "model's setting, on unless it was trained with tta off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
