@@ -73,11 +73,16 @@ def denoise(
     workers: int = 1,
     overwrite: bool = False,
     device: str = "auto",
+    tta: bool | None = None,
+    mixed_mode: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Denoise image files (files, folders, globs) with a model file into ``output`` (a
     folder, or one .tif/.zarr for one input), as a resumable batch.
 
-    ``scheduler``: a dask.distributed address to spread the files over. Returns the summary
+    ``scheduler``: a dask.distributed address to spread the files over (and the tiles of a
+    single large file). ``tta`` and ``mixed_mode`` override the model's settings;
+    ``threads`` fixes torch's thread count (reproducible results). Returns the summary
     as a dict: ``done`` and ``skipped`` (output paths), ``failed`` ({input: error}),
     ``seconds``.
     """
@@ -85,9 +90,10 @@ def denoise(
     from .batch import denoise_batch, plan_jobs
 
     jobs = plan_jobs(_paths(inputs), output)
-    summary = denoise_batch(jobs, load_model(model, device), client=scheduler, workers=workers,
-                            overwrite=overwrite, sigma=sigma, gain=gain, shape=shape,
-                            axes=axes, tile=tile, overlap=overlap)
+    loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta)
+    summary = denoise_batch(jobs, loaded, client=scheduler, workers=workers,
+                            overwrite=overwrite, threads=threads, sigma=sigma, gain=gain,
+                            shape=shape, axes=axes, tile=tile, overlap=overlap)
     return summary.to_dict()
 
 

@@ -160,17 +160,24 @@ def _weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, design: str) -> t
 
 
 def estimate_noise(
-    images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16
+    images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16, fallback: bool = False
 ) -> NoiseEstimate:
     """Estimate the noise model and its parameters from noisy 2D planes (or a stack).
 
     Correlated noise (see ``CORRELATED``) is estimated again on sub-images of every second
-    pixel, where the pixel variances are no longer hidden by the correlation.
+    pixel, where the pixel variances are no longer hidden by the correlation. With too few
+    flat regions the estimate fails with a clear error, or, with ``fallback``, assumes
+    Gaussian noise with a robust sigma and says so in its note (quality 0).
     """
     if isinstance(images, np.ndarray):
         images = [images]
     planes = _sample_planes(images, max_planes)
-    best = _estimate(planes)
+    try:
+        best = _estimate(planes)
+    except Noise2ScoreError as exc:
+        if not fallback:
+            raise
+        return fallback_estimate(planes, str(exc))
     if best.stride > 1:
         sub = [p[i::2, j::2] for p in planes for i in range(2) for j in range(2)]
         try:
@@ -180,6 +187,26 @@ def estimate_noise(
         note = "; ".join(n for n in (again.note, "estimated on 2x2 sub-images") if n)
         best = replace(again, correlation=best.correlation, note=note)
     return best
+
+
+def fallback_estimate(planes: Sequence[np.ndarray], reason: str) -> NoiseEstimate:
+    """Gaussian noise whose sigma is the median absolute diagonal Haar detail (robust to
+    edges), for images the full estimate cannot read; the note tells the user to override."""
+    details = []
+    for p in planes:
+        p = p.astype(np.float64)
+        h, w = p.shape[0] // 2 * 2, p.shape[1] // 2 * 2
+        if h and w:
+            q = p[:h, :w]
+            details.append(((q[0::2, 0::2] - q[0::2, 1::2] - q[1::2, 0::2] + q[1::2, 1::2]) / 2)
+                           .ravel())
+    d = np.concatenate(details) if details else np.zeros(0)
+    sigma = 1.4826 * float(np.median(np.abs(d))) if d.size else 0.0
+    if not sigma > 0:
+        raise Noise2ScoreError(f"{reason} (and no noise to measure at all)")
+    note = (f"fallback: {reason}; Gaussian noise assumed, sigma from the median absolute "
+            "wavelet detail: give the noise model and parameters to override")
+    return NoiseEstimate("gaussian", sigma, None, None, 0.0, 0.0, 0.0, int(d.size), note)
 
 
 def _sample_planes(images, max_planes: int) -> list[np.ndarray]:

@@ -146,10 +146,22 @@ def denoise_plane(
     Every step after the network is pointwise, so denoising a region and cropping it gives
     the same pixels as denoising the whole plane, as long as the network's output agrees.
     """
-    y = model.to_scaled(np.asarray(plane))
+    plane = np.asarray(plane)
+    y = model.to_scaled(plane)
     score = model.score(y, predict_plane(model.net, y, tile, overlap, model.config.tta))
     x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
-    return model.from_scaled(preserve_local_mean(y, x))
+    out = model.from_scaled(preserve_local_mean(y, x))
+    return keep_saturated(plane, out)
+
+
+def keep_saturated(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Pixels at the integer type's maximum are saturated (the true value is at least that):
+    they keep their value instead of a posterior mean computed as if they were not clipped."""
+    if np.issubdtype(plane.dtype, np.integer):
+        saturated = plane == np.iinfo(plane.dtype).max
+        if saturated.any():
+            out[saturated] = plane[saturated]
+    return out
 
 
 def preserve_local_mean(y: np.ndarray, x: np.ndarray, radius: float = MEAN_RADIUS) -> np.ndarray:

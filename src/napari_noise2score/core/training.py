@@ -153,7 +153,7 @@ def iter_training(
     config.validate()
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
-        estimate = estimate_noise(stacks)
+        estimate = estimate_noise(stacks, fallback=True)
         yield NoiseEstimated(estimate)
         config = config.with_estimate(estimate).validate()
     elif config.decorrelate is None:
