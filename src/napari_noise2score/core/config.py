@@ -32,7 +32,7 @@ class TrainConfig:
     gain: float | None = None
     shape: float | None = None
     offset: float = 0.0
-    mixed_mode: str = "first-order"
+    mixed_mode: str = "gaussian-then-poisson"
     tta: bool = True
     axes: str | None = None
     max_seconds: float | None = 120.0

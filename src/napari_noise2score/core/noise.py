@@ -14,7 +14,7 @@ import numpy as np
 from .errors import Noise2ScoreError
 
 NOISE_MODELS = ("gaussian", "poisson", "gamma", "poisson-gaussian")
-MIXED_MODES = ("first-order", "gaussian-then-poisson", "affine")
+MIXED_MODES = ("gaussian-then-poisson", "first-order", "affine")
 
 # exp() arguments are clipped here: a score this large only comes from a broken model
 _MAX_LOG_STEP = 20.0
@@ -106,7 +106,7 @@ def tweedie(
     score: np.ndarray,
     noise: NoiseParams,
     smoothing: float = 0.0,
-    mixed_mode: str = "first-order",
+    mixed_mode: str = "gaussian-then-poisson",
 ) -> np.ndarray:
     """Posterior-mean estimate of the clean image from ``y`` and the score d log p(y)/dy.
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .config import TrainConfig
 from .noise import NoiseParams
@@ -32,11 +33,30 @@ def training_domain(config: TrainConfig, scale: float) -> tuple[float, NoisePara
     return domain, config.noise_params.rescaled(scale).rescaled(domain)
 
 
+#: Side of the box over which the signal level of the variance function is averaged.
+LEVEL_BOX = 5
+
+
+def local_level(w: Array) -> Array:
+    """Mean of ``w`` over a LEVEL_BOX square around each pixel (over the pixels inside the
+    image at its borders): the signal level the noise variance is predicted from. A single
+    noisy pixel would make the predicted variance itself noisy (at a few counts it varies by
+    half), and the network would have to learn that noise back."""
+    t = torch.as_tensor(w)
+    shape = t.shape
+    t4 = t.reshape(-1, 1, *shape[-2:])
+    level = F.avg_pool2d(t4, LEVEL_BOX, stride=1, padding=LEVEL_BOX // 2,
+                         count_include_pad=False).reshape(shape)
+    return level.numpy() if isinstance(w, np.ndarray) else level
+
+
 def variance(w: Array, noise_w: NoiseParams, sigma_a: float) -> Array | float:
-    """Predicted noise variance at ``w`` (training domain), plus the perturbation's."""
+    """Predicted noise variance at the local level of ``w`` (training domain), plus the
+    perturbation's."""
     s2 = sigma_a * sigma_a
     if noise_w.model == "gaussian":
         return noise_w.sigma**2 + s2
+    w = local_level(w)
     if noise_w.model == "gamma":
         return w.clip(min=1e-3) ** 2 / noise_w.shape + s2
     read2 = (noise_w.sigma or 0.0) ** 2 if noise_w.model == "poisson-gaussian" else 0.0
