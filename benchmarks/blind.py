@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from napari_noise2score import train
 from napari_noise2score.core.blind import (
@@ -33,6 +32,9 @@ from napari_noise2score.core.blind import (
 )
 from napari_noise2score.core.estimation import estimate_noise
 from napari_noise2score.core.noise import NoiseParams, simulate, tweedie
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from set12 import load_set12  # noqa: E402
 
 SETTINGS = {
     "gaussian25": NoiseParams("gaussian", sigma=25 / 255),
@@ -133,11 +135,9 @@ def main() -> int:
                     help="training parameter / true parameter")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    files = sorted(args.data.glob("*.png"))
-    if not files:
-        print(f"no PNG files in {args.data}", file=sys.stderr)
+    clean = load_set12(args.data)
+    if clean is None:
         return 2
-    clean = [np.asarray(Image.open(f), dtype=np.float64) / 255 for f in files]
     rows = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.settings:

@@ -3,8 +3,8 @@
 For each image, in one run: the noisy input; napari-noise2score with ``noise="auto"`` (noise
 estimated from the image, then at most ``--seconds`` of training on that one image), scored
 with every mixed-noise Tweedie mode, with and without test-time augmentation, from the
-same trained model; generalized Anscombe + BM3D
-with the same estimated parameters; Noise2Void (CAREamics, its own venv, same time budget).
+same trained model; generalized Anscombe + BM3D with the same estimated parameters;
+Noise2Void (CAREamics, its own venv, same time budget).
 PSNR/SSIM on the uint8 scale (outputs clipped to [0, 255]), seconds, peak memory.
 
     python benchmarks/fmd.py ../shared/data/fmd_confocal --seconds 120 \

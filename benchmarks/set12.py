@@ -36,6 +36,15 @@ SETTINGS = {
 }
 
 
+def load_set12(folder: Path) -> list[np.ndarray] | None:
+    """The clean Set12 images scaled to [0, 1] (None, with a message, when there are none)."""
+    files = sorted(folder.glob("*.png"))
+    if not files:
+        print(f"no PNG files in {folder}", file=sys.stderr)
+        return None
+    return [np.asarray(Image.open(f), dtype=np.float64) / 255 for f in files]
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -122,11 +131,9 @@ def main() -> int:
                     help="test-time augmentation (off for the figures in docs/benchmarks.md, "
                     "measured before it became the default)")
     args = ap.parse_args()
-    files = sorted(args.data.glob("*.png"))
-    if not files:
-        print(f"no PNG files in {args.data}", file=sys.stderr)
+    clean = load_set12(args.data)
+    if clean is None:
         return 2
-    clean = [np.asarray(Image.open(f), dtype=np.float64) / 255 for f in files]
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": cpu_threads(),
                     "torch": torch.__version__, "cuda": torch.cuda.is_available()},

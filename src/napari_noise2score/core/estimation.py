@@ -194,12 +194,11 @@ def fallback_estimate(planes: Sequence[np.ndarray], reason: str) -> NoiseEstimat
     edges), for images the full estimate cannot read; the note tells the user to override."""
     details = []
     for p in planes:
-        p = p.astype(np.float64)
         h, w = p.shape[0] // 2 * 2, p.shape[1] // 2 * 2
         if h and w:
-            q = p[:h, :w]
-            details.append(((q[0::2, 0::2] - q[0::2, 1::2] - q[1::2, 0::2] + q[1::2, 1::2]) / 2)
-                           .ravel())
+            q = p[:h, :w].astype(np.float64)
+            a, b, c, d = (_sub(q, 1, i, j) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+            details.append(((a - b - c + d) / 2).ravel())
     d = np.concatenate(details) if details else np.zeros(0)
     sigma = 1.4826 * float(np.median(np.abs(d))) if d.size else 0.0
     if not sigma > 0:
