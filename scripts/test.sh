@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Run the test suite (ruff, then pytest); GUI tests run in a real napari viewer under Xvfb.
+# The test suite on a fresh machine in one command: sets up .venv when missing (or stale),
+# installs Xvfb and Qt's X libraries when missing, then runs ruff and pytest; the GUI tests
+# drive a real napari viewer under Xvfb. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/_env.sh
+. scripts/_env.sh
+n2s_ensure_venv
+n2s_ensure_screen_libs
 VENV=${VENV:-.venv}
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--steps", type=int, help="train for this many steps instead")
     p.add_argument("--device", default="auto")
+    p = sub.add_parser("gui", help="open napari with both widgets and FILES (or the sample)")
+    p.add_argument("files", nargs="*", type=Path, help="images to open (default: the sample)")
     return parser
 
 
@@ -369,8 +371,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"PSNR noisy {psnr(noisy):.2f} dB -> denoised {psnr(result):.2f} dB; files in {out}/")
 
 
+def cmd_gui(args: argparse.Namespace) -> None:
+    from .gui import run_gui
+
+    run_gui(args.files)
+
+
 COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo,
-            "estimate": cmd_estimate}
+            "estimate": cmd_estimate, "gui": cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
