@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -28,14 +29,15 @@ class LayerPicker(QComboBox):
         from napari.layers import Image
 
         current = self.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        images = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        names = [layer.name for layer in images]
         self.blockSignals(True)
         self.clear()
         self.addItems(names)
         if current in names:
             self.setCurrentText(current)
         elif names:
-            self.setCurrentIndex(len(names) - 1)
+            self.setCurrentText(_default_layer(images, self.viewer.layers.selection.active))
         self.blockSignals(False)
         self.currentTextChanged.emit(self.currentText())
 
@@ -45,6 +47,16 @@ class LayerPicker(QComboBox):
         if not name or name not in self.viewer.layers:
             raise Noise2ScoreError("choose an image layer first (open an image or a sample)")
         return self.viewer.layers[name]
+
+
+def _default_layer(images: list[Any], active: Any) -> str:
+    """The layer a user means: the active one when it is a visible image, else the top
+    visible image (a hidden reference such as the sample's clean image is never the
+    default), else the top image."""
+    if active in images and active.visible:
+        return active.name
+    visible = [layer for layer in images if layer.visible]
+    return (visible or images)[-1].name
 
 
 def layer_array(layer: Any) -> np.ndarray:
@@ -62,6 +74,33 @@ def is_lazy(layer: Any) -> bool:
     """Whether a layer's data is lazy (dask, zarr): not to be loaded whole into memory."""
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return not isinstance(data, np.ndarray)
+
+
+_PRELOAD = threading.Lock()
+_preloaded = threading.Event()
+
+
+def preload_engine() -> None:
+    """Import torch and the training/denoising code in a background thread, once, when a
+    widget opens: loading compiled modules holds Python's lock for hundreds of ms, which
+    would otherwise freeze the viewer at the start of the first training or denoising."""
+    if _preloaded.is_set() or not _PRELOAD.acquire(blocking=False):
+        return
+
+    def load() -> None:
+        try:
+            import torch
+
+            from ..core import inference, tiling, training  # noqa: F401
+
+            # first convolution, backward and optimiser step initialise their kernels
+            conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+            conv(torch.zeros(1, 1, 8, 8)).sum().backward()
+            torch.optim.Adam(conv.parameters()).step()
+        finally:
+            _preloaded.set()
+
+    threading.Thread(target=load, name="noise2score-preload", daemon=True).start()
 
 
 class Relay(QObject):
@@ -84,11 +123,15 @@ class LossPlot(QWidget):
         self.values = []
         self.update()
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, redraw: bool = True) -> None:
+        """Append a loss value (at most 4,000 are kept: every second one is dropped when
+        full, so drawing stays cheap on long runs); ``redraw=False`` leaves the repaint to
+        the caller's own rate limit."""
         self.values.append(float(value))
-        if len(self.values) > 4000:  # keep drawing cheap on long runs
+        if len(self.values) > 4000:
             self.values = self.values[::2]
-        self.update()
+        if redraw:
+            self.update()
 
     def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         painter = QPainter(self)

@@ -25,7 +25,14 @@ from qtpy.QtWidgets import (
 from ..core.errors import Cancelled, Noise2ScoreError
 from ..core.inference import DEFAULT_TILE
 from ..core.stack import infer_axes
-from ._common import LayerPicker, Relay, ask_model_path, is_lazy, layer_array
+from ._common import (
+    LayerPicker,
+    Relay,
+    ask_model_path,
+    is_lazy,
+    layer_array,
+    preload_engine,
+)
 from ._session import store_for
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
@@ -43,6 +50,7 @@ class DenoiseWidget(QWidget):
         self._undo: list[tuple[str, Any]] = []
         self.last_error = ""
         self.destroyed.connect(self._stop.set)
+        preload_engine()
         self.relay = Relay()
 
         self.model_label = QLabel()
@@ -124,9 +132,23 @@ class DenoiseWidget(QWidget):
                 box.setValue(getattr(cfg, name))
         # a Poisson-type model's gain is fixed by its training domain
         self.params["gain"].setEnabled(not cfg.count_domain)
-        self.model_label.setText(f"{cfg.noise} model, {self.store.source} "
-                                 f"({model.steps} steps)")
+        text = f"{cfg.noise} model, {self.store.source} ({model.steps} steps)"
+        self.model_label.setText(text)
+        self.model_label.setToolTip(text)
         self.denoise_button.setEnabled(self.worker is None)
+
+    def _overrides(self, model: Any) -> dict[str, float]:
+        """The noise parameters the user changed from the model's own values. A field shows
+        a value rounded to its decimals: an unchanged field means the model's exact value
+        (a Poisson-type model's gain, for one, must match its training value exactly)."""
+        cfg, changed = model.config, {}
+        for name in model.noise_params().needs:
+            box, trained = self.params[name], getattr(cfg, name)
+            if not box.isEnabled():
+                continue
+            if trained is None or abs(box.value() - trained) > 0.5 * 10.0 ** -box.decimals():
+                changed[name] = box.value()
+        return changed
 
     def _layer_changed(self, name: str) -> None:
         if name and name in self.viewer.layers:
@@ -165,9 +187,7 @@ class DenoiseWidget(QWidget):
                 self._add_lazy(layer, model)
                 return
             data = layer_array(layer)
-            overrides = {n: b.value() for n, b in self.params.items()
-                         if n in model.noise_params().needs}
-            noise = model.noise_params(**overrides)
+            noise = model.noise_params(**self._overrides(model))
             axes = self.axes.text().strip().upper() or None
         except Noise2ScoreError as exc:
             self._error(exc)

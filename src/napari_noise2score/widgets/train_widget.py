@@ -27,7 +27,14 @@ from ..core.config import AUTO, TrainConfig
 from ..core.errors import Noise2ScoreError
 from ..core.noise import MIXED_MODES, NOISE_MODELS
 from ..core.stack import infer_axes
-from ._common import LayerPicker, LossPlot, ask_model_path, format_seconds, layer_array
+from ._common import (
+    LayerPicker,
+    LossPlot,
+    ask_model_path,
+    format_seconds,
+    layer_array,
+    preload_engine,
+)
 from ._session import store_for
 
 #: Choices of the "correlated noise" field and the TrainConfig.decorrelate they give.
@@ -73,13 +80,14 @@ class TrainWidget(QWidget):
         self._last_draw = 0.0
         self.last_error = ""
         self.destroyed.connect(self._stop.set)
+        preload_engine()
 
         self.layer_picker = LayerPicker(napari_viewer)
         self.axes = QLineEdit()
         self.axes.setToolTip("axes of the layer, e.g. YX, TYX, ZYX; Y and X are the image plane")
         self.noise = QComboBox()
         self.noise.addItems([AUTO, *NOISE_MODELS])
-        self.noise.setCurrentText("gaussian")
+        self.noise.setCurrentText(AUTO)
         self.noise.setToolTip("'auto' estimates the noise model and its parameters")
         self.params = {
             "sigma": _spin(10.0, 0.0, 1e9),
@@ -308,7 +316,7 @@ class TrainWidget(QWidget):
             self.status.setText(f"{how}: {model.steps} steps in {format_seconds(model.seconds)}; "
                                 "the model is ready in the Denoise widget")
             return
-        self.loss_plot.values.append(update.loss)
+        self.loss_plot.add(update.loss, redraw=False)
         now = time.monotonic()
         if now - self._last_draw < self.UI_INTERVAL:
             return
