@@ -12,6 +12,12 @@ from .noise import MIXED_MODES, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTO = "auto"
+#: Inclusive ranges of the network and batch sizes: beyond them a network cannot be built or
+#: trained in any sensible time or memory (depth 6 already needs images of 256+ pixels on a
+#: side with unshuffle 2, stride 2), so a value outside is refused, and a model file that
+#: declares one is damaged.
+LIMITS = {"width": (1, 128), "depth": (1, 6), "unshuffle": (1, 4), "decorrelate": (1, 2),
+          "patch_size": (8, 1024), "batch_size": (1, 1024)}
 
 
 @dataclass
@@ -85,10 +91,11 @@ class TrainConfig:
             raise Noise2ScoreError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.max_steps is not None and self.max_steps < 1:
             raise Noise2ScoreError(f"max_steps must be >= 1, got {self.max_steps}")
-        for name in ("patch_size", "batch_size", "width", "depth", "unshuffle", "decorrelate"):
+        for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise Noise2ScoreError(f"{name} must be >= 1, got {value}")
+            if value is not None and not (isinstance(value, int) and lo <= value <= hi):
+                raise Noise2ScoreError(f"{name} must be an integer from {lo} to {hi}, "
+                                       f"got {value!r}")
         if not self.learning_rate > 0:
             raise Noise2ScoreError(f"learning_rate must be > 0, got {self.learning_rate}")
         lo, hi = self.sigma_a_min, self.sigma_a_max
