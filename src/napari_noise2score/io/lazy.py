@@ -78,6 +78,8 @@ def choose_series(tif, series: int | None, path: Path):
     choice, naming them, rather than silently keeping the first.
     """
     found = tif.series
+    if not found:
+        raise InputFileError(f"cannot read {path}: not a valid TIFF file (no image in it)")
     if series is None and len(found) > 1:
         names = ", ".join(f"{i}: {tuple(s.shape)} {s.axes}" for i, s in enumerate(found))
         raise InputFileError(f"{path.name} holds {len(found)} image series ({names}); choose "
