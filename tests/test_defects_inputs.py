@@ -1,9 +1,11 @@
 """Regression tests for issue 17 (inputs): TIFF series, bounded architectures, non-finite
 models, physical calibration, RGB PNG, npe2 argument checks; and issue 13's --dtype."""
 
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +182,12 @@ def test_tiff_output_keeps_axes_and_physical_pixel_size(tmp_path, model_file):
         assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeY"]) == (0.2, 0.3)
         assert pixels["PhysicalSizeXUnit"] == "µm"
 
+    as_ome = denoise_file(ij, model_file, tmp_path / "from_ij.ome.tif")  # ImageJ to OME
+    with tifffile.TiffFile(as_ome) as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeZ"]) == (0.25, 0.5)
+    assert pixels["PhysicalSizeXUnit"] == "µm"
+
     plain = tmp_path / "res.tif"  # resolution tags only, in centimetres
     tifffile.imwrite(plain, noisy((64, 64)), resolution=(100.0, 200.0),
                      resolutionunit="CENTIMETER")
@@ -207,12 +215,32 @@ def test_rgb_png_is_denoised_per_channel_and_rgba_refused(tmp_path, model_file, 
     assert result.shape == (3, 64, 64)
     assert result[2].mean() < result[0].mean() / 2
 
+    deep = tmp_path / "rgb16.png"  # Pillow reads 16-bit colour as 8 bits: refused
+    png16(deep, np.stack([noisy((16, 16), s) * 200 for s in range(3)], axis=-1))
+    assert main(["denoise", str(deep), "--model", str(model_file), "-o",
+                 str(tmp_path / "d.tif")]) == 2
+    assert "16-bit colour PNG" in error_line(capsys)
+
     rgba = tmp_path / "alpha.png"
     Image.fromarray(np.dstack([rgb, np.full((64, 64), 255, np.uint8)]), "RGBA").save(rgba)
     assert main(["denoise", str(rgba), "--model", str(model_file), "-o",
                  str(tmp_path / "a.tif")]) == 2
     assert "alpha" in error_line(capsys)
     assert not (tmp_path / "a.tif").exists()
+
+
+def png16(path: Path, rgb: np.ndarray) -> None:
+    """Write a 16-bit RGB PNG (Pillow cannot)."""
+    height, width, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 # --- 14. npe2 commands do no type checking or conversion ------------------------------------

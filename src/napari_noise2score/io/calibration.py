@@ -19,6 +19,9 @@ from .files import TIFF_SUFFIXES
 IMAGEJ_KEYS = ("spacing", "unit", "finterval")
 #: Orders of axes an ImageJ hyperstack can hold (a subsequence of TZCYX).
 IMAGEJ_ORDER = "TZCYX"
+#: ImageJ length units (as ImageJ writes them) to OME's.
+_OME_UNITS = {"um": "µm", "micron": "µm", "microns": "µm", "\\u00B5m": "µm", "µm": "µm",
+              "nm": "nm", "mm": "mm", "cm": "cm", "m": "m", "pm": "pm"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,28 @@ def _ome_sampling(tif, index: int) -> dict[str, Any]:
     return {k: v for k, v in pixels.items() if k.startswith(("PhysicalSize", "TimeIncrement"))}
 
 
+def ome_sampling(cal: Calibration) -> dict[str, Any]:
+    """OME ``PhysicalSize*`` attributes from resolution tags (and the ImageJ unit and
+    spacing): for an OME output of a non-OME input."""
+    if cal.resolution is None or not all(r > 0 for r in cal.resolution):
+        return {}
+    unit = str(cal.imagej.get("unit", ""))
+    unit = _OME_UNITS.get(unit, unit if unit in _OME_UNITS.values() else "")
+    per_micron = {2: 25400.0, 3: 10000.0}.get(cal.resolution_unit)  # inch, centimetre
+    if per_micron is not None and not unit:
+        sizes, unit = [per_micron / r for r in cal.resolution], "µm"
+    elif unit:
+        sizes = [1 / r for r in cal.resolution]
+    else:
+        return {}
+    out = {"PhysicalSizeX": sizes[0], "PhysicalSizeXUnit": unit,
+           "PhysicalSizeY": sizes[1], "PhysicalSizeYUnit": unit}
+    if "spacing" in cal.imagej:
+        out.update(PhysicalSizeZ=float(cal.imagej["spacing"]), PhysicalSizeZUnit=unit)
+    return out
+
+
+
 def tiff_options(calibration: Calibration | None, axes: str, name: str,
                  bigtiff: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(TiffWriter options, write options)`` that keep ``axes`` and the calibration.
@@ -85,7 +110,7 @@ def tiff_options(calibration: Calibration | None, axes: str, name: str,
         write["resolution"] = cal.resolution
         write["resolutionunit"] = cal.resolution_unit
     if cal.ome or name.lower().endswith((".ome.tif", ".ome.tiff")):
-        write["metadata"].update(cal.ome)
+        write["metadata"].update(cal.ome or ome_sampling(cal))
         return {"bigtiff": bigtiff, "ome": True}, write
     ordered = [IMAGEJ_ORDER.find(a) for a in axes]
     if cal.imagej and not bigtiff and -1 not in ordered and ordered == sorted(ordered):

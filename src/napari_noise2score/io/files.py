@@ -50,10 +50,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def _read_plain(path: Path) -> np.ndarray:
     """A PNG/JPEG/BMP as it is stored: greyscale (Y, X), or RGB (Y, X, 3) with each channel
     denoised as a plane (a palette image as its RGB colours). Transparency (RGBA, LA) and
-    other colour spaces are refused: there is no faithful way to denoise them."""
+    other colour spaces are refused: there is no faithful way to denoise them, as are 16-bit
+    colour PNGs (Pillow reads them as 8 bits)."""
     from PIL import Image
 
     with Image.open(path) as img:
+        if img.mode in ("RGB", "RGBA") and any(str(t.args).endswith(";16B") for t in img.tile):
+            raise Noise2ScoreError(
+                f"cannot read {path.name} exactly: it is a 16-bit colour PNG, which would be "
+                "read as 8 bits; save it as TIFF first")
         if img.mode == "P":
             img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
