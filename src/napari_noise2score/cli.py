@@ -60,8 +60,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patch-size", type=int, default=d.patch_size)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--lr", type=float, dest="learning_rate", default=d.learning_rate)
-    g.add_argument("--width", type=int, help="network width (default: by device)")
-    g.add_argument("--depth", type=int, help="network depth (default: by device)")
+    g.add_argument("--width", type=int, help="network width, 1 to 128 (default: by device)")
+    g.add_argument("--depth", type=int, help="network depth, 1 to 6 (default: by device)")
     g.add_argument("--decorrelate", type=int, choices=(1, 2),
                    help="learn and denoise on 2x2 sub-images (2) for noise correlated between "
                    "neighbouring pixels, or not (1) (default: from the measured correlation)")

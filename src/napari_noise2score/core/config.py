@@ -30,7 +30,8 @@ class TrainConfig:
     on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
     measured noise correlation at training. ``mixed_mode`` and ``tta`` (the score averaged
     over the 8 flips and quarter turns of each tile: 8 forward passes) act at denoising and
-    can be changed on a trained model (``Noise2ScoreModel.with_options``).
+    can be changed on a trained model (``Noise2ScoreModel.with_options``). Network and batch
+    sizes must lie in ``LIMITS`` (checked by ``validate``, also when a model is loaded).
     """
 
     noise: str = "gaussian"
