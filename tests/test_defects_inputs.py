@@ -86,6 +86,9 @@ def test_tiff_series_after_the_first_are_not_dropped(tmp_path, model_file, capsy
     assert main(["denoise", str(src), "--model", str(model_file), "-o", str(out),
                  "--series", "2", "--overwrite"]) == 2
     assert "no series 2" in error_line(capsys)
+    ran = tmp_path / "run.tif"
+    assert main(["run", str(src), "-o", str(ran), "--sigma", "20", *FAST, "--series", "1"]) == 0
+    assert tifffile.imread(ran).shape == (3, 96, 80)
 
     with pytest.raises(InputFileError, match="2 image series"):
         denoise_file(src, model_file, tmp_path / "api.tif")
@@ -130,6 +133,20 @@ def test_architecture_values_are_bounded_and_checked_at_load(tmp_path, model_fil
                  "--device", "cpu"]) == 2
     assert time.perf_counter() - start < 10
     assert "damaged model file: depth must be an integer" in error_line(capsys)
+
+
+def test_time_budget_covers_building_the_network(monkeypatch):
+    from napari_noise2score import train
+    from napari_noise2score.core import training
+
+    def slow_build(config):
+        time.sleep(1.0)
+        return build_network(config)
+
+    monkeypatch.setattr(training, "build_network", slow_build)
+    model = train(noisy((64, 64)), sigma=20.0, max_seconds=0.5, width=4, depth=1,
+                  patch_size=32, batch_size=2, device="cpu")
+    assert model.steps == 1 and model.seconds >= 1.0
 
 
 # --- 6. A model with NaN weights gives an all-NaN result with exit 0 ------------------------
