@@ -43,20 +43,20 @@ def read_calibration(path: str | os.PathLike, series: int | None = None) -> Cali
     """The calibration of a TIFF's chosen series (an empty one for other files)."""
     import tifffile
 
-    from .lazy import choose_series
+    from .lazy import series_index
 
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
         return Calibration()
     with tifffile.TiffFile(path) as tif:
-        chosen = choose_series(tif, series, path)
-        page = chosen.pages[0] if chosen.pages else tif.pages[0]
+        index = series_index(tif, series, path)
+        page = tif.series[index].keyframe
         tags = page.tags
         resolution = None
         if "XResolution" in tags and "YResolution" in tags:
             resolution = tuple(float(v) for v in page.resolution)
         imagej = {k: v for k, v in (tif.imagej_metadata or {}).items() if k in IMAGEJ_KEYS}
-        ome = _ome_sampling(tif, tif.series.index(chosen)) if tif.is_ome else {}
+        ome = _ome_sampling(tif, index) if tif.is_ome else {}
         return Calibration(resolution, int(page.resolutionunit), imagej, ome)
 
 

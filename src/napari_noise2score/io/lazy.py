@@ -71,8 +71,8 @@ def _check_tiff_complete(tif, series, path: Path) -> None:
                              f"the file has {size}")
 
 
-def choose_series(tif, series: int | None, path: Path):
-    """The image series to denoise: the only one, or the one chosen by its index ``series``.
+def series_index(tif, series: int | None, path: Path) -> int:
+    """The index of the image series to denoise: the only one, or ``series``.
 
     A TIFF holding several series (e.g. images of different shapes) is refused without a
     choice, naming them, rather than silently keeping the first.
@@ -88,7 +88,7 @@ def choose_series(tif, series: int | None, path: Path):
     if not 0 <= index < len(found):
         raise InputFileError(f"{path.name} has no series {index}: it holds {len(found)} "
                              f"(0 to {len(found) - 1})")
-    return found[index]
+    return index
 
 
 def _open_tiff(path: Path, axes: str | None, series: int | None = None):
@@ -98,10 +98,9 @@ def _open_tiff(path: Path, axes: str | None, series: int | None = None):
 
     try:
         with tifffile.TiffFile(path) as tif:
-            chosen = choose_series(tif, series, path)
-            file_axes = chosen.axes
-            _check_tiff_complete(tif, chosen, path)
-            index = tif.series.index(chosen)
+            index = series_index(tif, series, path)
+            file_axes = tif.series[index].axes
+            _check_tiff_complete(tif, tif.series[index], path)
         store = tifffile.imread(path, aszarr=True, series=index, level=0)
         array = zarr.open_array(store, mode="r") if not isinstance(store, np.ndarray) else store
     except Noise2ScoreError:
