@@ -61,8 +61,8 @@ def _convert(command: str, name: str, value: Any, hint: Any) -> Any:
         paths = [os.fspath(v) for v in many]
         return paths if isinstance(value, list | tuple) else paths[0]
     if bool in kinds:
-        if isinstance(value, bool):
-            return value
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
         raise Noise2ScoreError(f"{command}: {name} must be True or False, got {shown}")
