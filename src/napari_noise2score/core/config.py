@@ -94,7 +94,8 @@ class TrainConfig:
             raise Noise2ScoreError(f"max_steps must be >= 1, got {self.max_steps}")
         for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and lo <= value <= hi):
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if value is not None and not (whole and lo <= value <= hi):
                 raise Noise2ScoreError(f"{name} must be an integer from {lo} to {hi}, "
                                        f"got {value!r}")
         if not self.learning_rate > 0:
