@@ -204,13 +204,13 @@ def test_full_or_read_only_disk_while_writing_leaves_nothing(model, tmp_path, mo
     tifffile.imwrite(src, noisy((3, 40, 50)), metadata={"axes": "ZYX"})
     real = chunked_writer._write_tiff
 
-    def fills_the_disk(tmp, planes, shape, axes):
+    def fills_the_disk(tmp, planes, shape, axes, *options):
         def two_then_full():
             for i, plane in enumerate(planes):
                 if i == 2:
                     raise OSError(errno.ENOSPC, "No space left on device")
                 yield plane
-        real(tmp, two_then_full(), shape, axes)
+        real(tmp, two_then_full(), shape, axes, *options)
 
     monkeypatch.setattr(chunked_writer, "_write_tiff", fills_the_disk)
     with pytest.raises(OutputError, match="disk is full"):

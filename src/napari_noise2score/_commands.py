@@ -8,18 +8,117 @@ display::
     pm.commands.execute("napari-noise2score.denoise",
                         kwargs={"inputs": "raw/*.tif", "model": "m.n2s", "output": "out"})
 
+Every argument is checked and converted at this boundary by the command's annotations
+(numbers given as strings are converted; a wrong type, a missing or an unknown parameter
+is refused), and every error is a Noise2ScoreError worded in parameters, not options.
 Nothing here imports Qt or napari.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+import re
+import typing
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from .core.errors import Noise2ScoreError
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 def _paths(inputs: str | list[str]) -> list[str]:
     return [inputs] if isinstance(inputs, str) else [str(p) for p in inputs]
 
 
+def in_parameter_terms(message: str) -> str:
+    """A message written for the command line, worded for keyword parameters:
+    ``--series N`` becomes ``series=N`` and a bare ``--max-seconds`` "the max_seconds
+    parameter"."""
+    def word(match: re.Match) -> str:
+        name, value = match.group(1).replace("-", "_"), match.group(2)
+        return f"{name}={value}" if value else f"the {name} parameter"
+
+    return re.sub(r"--([a-z][a-z0-9-]*)(?: ([A-Z0-9][\w.]*))?", word, message)
+
+
+def _convert(command: str, name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the annotation ``hint`` wants it, or a Noise2ScoreError naming ``name``."""
+    kinds = typing.get_args(hint) or (hint,)
+    if value is None:
+        if type(None) in kinds:
+            return None
+        raise Noise2ScoreError(f"{command}: {name} is required (got None)")
+    shown = f"{value!r} ({type(value).__name__})"
+    if list[str] in kinds:  # paths: one, or a non-empty list
+        many = value if isinstance(value, list | tuple) else [value]
+        if not many or not all(isinstance(v, str | os.PathLike) for v in many):
+            raise Noise2ScoreError(
+                f"{command}: {name} must be a path or a list of paths, got {shown}")
+        paths = [os.fspath(v) for v in many]
+        return paths if isinstance(value, list | tuple) else paths[0]
+    if bool in kinds:
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise Noise2ScoreError(f"{command}: {name} must be True or False, got {shown}")
+    for kind, label in ((int, "an integer"), (float, "a number")):
+        if kind not in kinds:
+            continue
+        try:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError
+            number = float(value)
+            if kind is int:
+                if not number.is_integer():
+                    raise ValueError
+                return int(number)
+            return number
+        except (ValueError, OverflowError):
+            raise Noise2ScoreError(f"{command}: {name} must be {label}, got {shown}") from None
+    if str in kinds:
+        if isinstance(value, str | os.PathLike):
+            return os.fspath(value)
+        raise Noise2ScoreError(f"{command}: {name} must be a string, got {shown}")
+    return value  # pragma: no cover - every annotation above is handled
+
+
+def _command(func: Callable) -> Callable:
+    """The npe2 boundary of a command: every argument checked and converted by ``func``'s
+    annotations, unknown or missing ones refused, errors in parameter terms."""
+    signature = inspect.signature(func)
+    hints = typing.get_type_hints(func)
+    command = f"napari-noise2score.{func.__name__}"
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        unknown = sorted(set(kwargs) - set(signature.parameters))
+        if unknown:
+            raise Noise2ScoreError(
+                f"{command}: unknown parameter(s) {', '.join(unknown)}; it takes "
+                f"{', '.join(signature.parameters)}")
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:  # missing required, or too many positional arguments
+            raise Noise2ScoreError(f"{command}: {exc}") from None
+        values = {n: _convert(command, n, v, hints[n]) for n, v in bound.arguments.items()}
+        try:
+            return func(**values)
+        except Noise2ScoreError as exc:
+            raise type(exc)(in_parameter_terms(str(exc))) from None
+        except OSError as exc:  # e.g. a folder where a file is wanted
+            raise Noise2ScoreError(
+                f"{command}: cannot use {exc.filename or 'a path'}: {exc.strerror or exc}"
+            ) from None
+
+    return checked
+
+
+@_command
 def train(
     inputs: str | list[str],
     output: str,
@@ -37,10 +136,12 @@ def train(
     depth: int | None = None,
     patch_size: int = 64,
     batch_size: int = 16,
+    series: int | None = None,
 ) -> str:
     """Train on image files (files, folders, globs) and save the model to ``output``.
 
-    Returns the model file's path.
+    ``series`` chooses the image series of TIFFs that hold several. Returns the model
+    file's path.
     """
     from dataclasses import replace
 
@@ -53,12 +154,17 @@ def train(
                          axes=axes, max_seconds=max_seconds, max_steps=max_steps, seed=seed,
                          device=device, width=width, depth=depth, patch_size=patch_size,
                          batch_size=batch_size)
-    images = [training_planes(*open_lazy(p, axes)) for p in expand_inputs(_paths(inputs))]
+    if Path(output).is_dir():
+        raise Noise2ScoreError(f"output {output} is a folder; give the model file to write, "
+                               f"e.g. {Path(output) / 'model.n2s'}")
+    images = [training_planes(*open_lazy(p, axes, series))
+              for p in expand_inputs(_paths(inputs))]
     model = _train(images, replace(config, axes=None))
     model.config = replace(model.config, axes=axes)
     return str(model.save(output))
 
 
+@_command
 def denoise(
     inputs: str | list[str],
     model: str,
@@ -76,13 +182,17 @@ def denoise(
     tta: bool | None = None,
     mixed_mode: str | None = None,
     threads: int | None = None,
+    dtype: str = "float32",
+    series: int | None = None,
 ) -> dict[str, Any]:
     """Denoise image files (files, folders, globs) with a model file into ``output`` (a
     folder, or one .tif/.zarr for one input), as a resumable batch.
 
     ``scheduler``: a dask.distributed address to spread the files over (and the tiles of a
     single large file). ``tta`` and ``mixed_mode`` override the model's settings;
-    ``threads`` fixes torch's thread count (reproducible results). Returns the summary
+    ``threads`` fixes torch's thread count (reproducible results); ``dtype`` "same" writes
+    the inputs' type instead of float32; ``series`` chooses the image series of TIFFs that
+    hold several. Returns the summary
     as a dict: ``done`` and ``skipped`` (output paths), ``failed`` ({input: error}),
     ``seconds``.
     """
@@ -93,24 +203,28 @@ def denoise(
     loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta)
     summary = denoise_batch(jobs, loaded, client=scheduler, workers=workers,
                             overwrite=overwrite, threads=threads, sigma=sigma, gain=gain,
-                            shape=shape, axes=axes, tile=tile, overlap=overlap)
-    return summary.to_dict()
+                            shape=shape, axes=axes, tile=tile, overlap=overlap, dtype=dtype,
+                            series=series)
+    result = summary.to_dict()
+    result["failed"] = {k: in_parameter_terms(v) for k, v in result["failed"].items()}
+    return result
 
 
-def estimate_noise(inputs: str | list[str], axes: str | None = None) -> list[dict[str, Any]]:
+@_command
+def estimate_noise(inputs: str | list[str], axes: str | None = None,
+                   series: int | None = None) -> list[dict[str, Any]]:
     """Estimate the noise model and parameters of each image file: one dict per file
     (``file``, ``model``, ``sigma``, ``gain``, ``shape``, ``offset``, ``quality``...), or
     ``file`` and ``error`` for a file that cannot be read or estimated from."""
     from .api import estimate_noise as _estimate
     from .batch import expand_inputs
-    from .core.errors import Noise2ScoreError
     from .io.lazy import open_lazy, training_planes
 
     results = []
     for path in expand_inputs(_paths(inputs)):
         try:
-            estimate = _estimate(training_planes(*open_lazy(path, axes))).to_dict()
+            estimate = _estimate(training_planes(*open_lazy(path, axes, series))).to_dict()
         except Noise2ScoreError as exc:  # one file's problem; the others go on
-            estimate = {"error": str(exc)}
+            estimate = {"error": in_parameter_terms(str(exc))}
         results.append({"file": str(path), **estimate})
     return results

@@ -15,6 +15,7 @@ from .core.device import select_device
 from .core.errors import Noise2ScoreError
 from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
+from .core.stack import cast_result, result_dtype
 from .core.training import TrainProgress, train_model
 
 if TYPE_CHECKING:
@@ -80,8 +81,10 @@ def denoise(
     overlap: int | None = None,
     progress: ProgressFn | None = None,
     stop: StopFn | None = None,
+    dtype: str = "float32",
 ) -> np.ndarray:
-    """Denoise ``data`` with a model (or a model file); float32 in the input's units.
+    """Denoise ``data`` with a model (or a model file), in the input's units: float32, or
+    with ``dtype="same"`` the input's type (integers rounded and clipped to its range).
 
     ``sigma``, ``gain`` and ``shape`` override the model's noise parameters; ``tile`` and
     ``overlap`` default to 1024 (dask: from the available memory) and the network's
@@ -89,13 +92,17 @@ def denoise(
     gives a lazy dask array back (each tile is denoised when computed; ``progress`` and
     ``stop`` do not apply); any other array is denoised now.
     """
+    data = data if _is_dask(data) else np.asarray(data)
+    out_dtype = result_dtype(dtype, data.dtype)
     model, params = _model_and_noise(model, sigma, gain, shape)
     if _is_dask(data):
         from .core.tiling import TiledDenoiser
 
-        return TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
+        lazy = TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
+        return lazy.map_blocks(cast_result, out_dtype, dtype=out_dtype)
     tile = DEFAULT_TILE if tile is None else tile
-    return denoise_array(model, data, axes, params, tile, overlap, progress, stop)
+    result = denoise_array(model, data, axes, params, tile, overlap, progress, stop)
+    return cast_result(result, out_dtype)
 
 
 def blind_search(
@@ -144,11 +151,12 @@ def _is_dask(data) -> bool:
     return type(data).__module__.startswith("dask.")
 
 
-def open_lazy(path: str | os.PathLike, axes: str | None = None):
-    """Open a TIFF, zarr or .npy image without reading its pixels: ``(dask array, axes)``."""
+def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | None = None):
+    """Open a TIFF, zarr or .npy image without reading its pixels: ``(dask array, axes)``;
+    ``series`` chooses the image series of a TIFF that holds several."""
     from .io.lazy import open_lazy as _open
 
-    return _open(path, axes)
+    return _open(path, axes, series)
 
 
 def denoise_file(
@@ -166,11 +174,15 @@ def denoise_file(
     stop: StopFn | None = None,
     client=None,
     threads: int | None = None,
+    dtype: str = "float32",
+    series: int | None = None,
 ) -> Path:
     """Denoise an image file of any size into ``output`` (.tif/.tiff or .zarr), streaming.
 
-    The input is read tile by tile and the result written plane by plane (float32, stack
-    axes first, then Y and X), so memory stays bounded whatever the file size. ``tile``
+    The input is read tile by tile and the result written plane by plane (float32, or the
+    input's type with ``dtype="same"``; stack axes first, then Y and X, a TIFF keeping the
+    input's pixel size and calibration), so memory stays bounded whatever the file size.
+    ``series`` chooses the image series of a TIFF that holds several. ``tile``
     defaults to what fits in ``memory`` bytes (default: from the available memory) and
     ``overlap`` to the network's receptive field. ``progress(tiles_done, tiles_total)``
     is called after each tile; ``stop()`` is polled before each and ends the run with
@@ -189,19 +201,21 @@ def denoise_file(
         return denoise_file_on_cluster(
             client, path, model, output, threads=threads, progress=progress, stop=stop,
             axes=axes, sigma=sigma, gain=gain, shape=shape, tile=tile, overlap=overlap,
-            memory=memory)
+            memory=memory, dtype=dtype, series=series)
     from .batch import torch_threads
     from .core.tiling import TiledDenoiser
+    from .io.calibration import read_calibration
     from .io.chunked_writer import check_output, write_planes
     from .io.lazy import open_lazy as _open
 
     model, params = _model_and_noise(model, sigma, gain, shape)
     path, output = Path(path), Path(output)
-    data, axes = _open(path, axes)
+    data, axes = _open(path, axes, series)
+    out_dtype = result_dtype(dtype, data.dtype)
     tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
-    check_output(output, data.size * 4, [path])
+    check_output(output, data.size * out_dtype.itemsize, [path])
     layout = tiler.layout
     with torch_threads(threads):
         planes = tiler.iter_planes(data, progress, stop)
         return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                            layout.planes_axes)
+                            layout.planes_axes, out_dtype, read_calibration(path, series))

@@ -34,7 +34,8 @@ DISTRIBUTE = ("auto", "files", "tiles")
 #: Tile tasks submitted ahead per worker thread when one file is spread over a cluster.
 TASKS_PER_THREAD = 2
 #: The ``denoise_file`` options a file spread tile by tile takes.
-_TILING_OPTIONS = {"axes", "sigma", "gain", "shape", "tile", "overlap", "memory"}
+_TILING_OPTIONS = {"axes", "sigma", "gain", "shape", "tile", "overlap", "memory", "dtype",
+                   "series"}
 _GLOB_CHARS = set("*?[")
 
 
@@ -372,7 +373,8 @@ def _tile_count(source: Path, model, options: dict[str, Any]) -> int:
 
 
 def _tiler_for(source: Path, model, options: dict[str, Any]):
-    """``(TiledDenoiser, axes, noise)`` for a file, exactly as ``api.denoise_file`` makes it."""
+    """``(TiledDenoiser, axes, noise, input dtype)`` for a file, exactly as
+    ``api.denoise_file`` makes it."""
     from .core.tiling import TiledDenoiser
     from .io.lazy import open_lazy
 
@@ -381,10 +383,10 @@ def _tiler_for(source: Path, model, options: dict[str, Any]):
         raise Noise2ScoreError(f"unknown denoising options: {', '.join(unknown)}")
     params = model.noise_params(sigma=options.get("sigma"), gain=options.get("gain"),
                                 shape=options.get("shape"))
-    data, axes = open_lazy(source, options.get("axes"))
+    data, axes = open_lazy(source, options.get("axes"), options.get("series"))
     tiler = TiledDenoiser(model, data.shape, axes, params, options.get("tile"),
                           options.get("overlap"), options.get("memory"))
-    return tiler, axes, params
+    return tiler, axes, params, data.dtype
 
 
 def _absolute(job: Job) -> Job:
@@ -452,24 +454,28 @@ def denoise_file_on_cluster(
     the workers read the input themselves (same path on every machine). The address of
     every worker that denoised a tile is added to ``workers``.
     """
+    from .core.stack import result_dtype
+    from .io.calibration import read_calibration
     from .io.chunked_writer import check_output, write_planes
 
     path, output = Path(path), Path(output)
     if threads is not None and threads < 1:
         raise Noise2ScoreError(f"threads must be >= 1, not {threads}")
-    tiler, axes, params = _tiler_for(path, model, options)
+    tiler, axes, params, in_dtype = _tiler_for(path, model, options)
+    out_dtype = result_dtype(options.get("dtype", "float32"), in_dtype)
+    series = options.get("series")
     layout = tiler.layout
-    check_output(output, int(np.prod(layout.shape)) * 4, [path])
+    check_output(output, int(np.prod(layout.shape)) * out_dtype.itemsize, [path])
     stat = path.stat()
     spec = TileSpec(os.path.abspath(path), (stat.st_mtime_ns, stat.st_size), axes, params,
-                    tiler.tile, tiler.overlap, threads)
+                    tiler.tile, tiler.overlap, threads, series)
     with connected(client) as client:
         if remote is None:
             remote = client.scatter(model, broadcast=True, hash=False)
         planes = _cluster_planes(client, remote, tiler, spec, progress, stop,
                                  set() if workers is None else workers)
         return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                            layout.planes_axes)
+                            layout.planes_axes, out_dtype, read_calibration(path, series))
 
 
 @dataclass(frozen=True)
@@ -484,6 +490,7 @@ class TileSpec:
     tile: int
     overlap: int
     threads: int | None
+    series: int | None = None
 
 
 def _cluster_planes(client, remote, tiler, spec: TileSpec, progress, stop,
@@ -557,7 +564,7 @@ def _worker_tiler(model, spec: TileSpec) -> tuple:
     key = (id(model), spec)
     with _WORKER_LOCK:
         if key not in _WORKER_TILERS:
-            source, axes = open_lazy(spec.path, spec.axes)
+            source, axes = open_lazy(spec.path, spec.axes, spec.series)
             tiler = TiledDenoiser(model, source.shape, axes, spec.noise, spec.tile,
                                   spec.overlap)
             while len(_WORKER_TILERS) >= WORKER_OPEN_FILES:

@@ -14,6 +14,7 @@ from .batch import DISTRIBUTE
 from .core.config import AUTO, DEVICES, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import MIXED_MODES, NOISE_MODELS
+from .core.stack import DTYPES
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -35,7 +36,13 @@ def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
                    help="Gaussian std, or the read-noise std of poisson-gaussian")
     g.add_argument("--gain", type=float, help="Poisson gain zeta: the intensity of one count")
     g.add_argument("--shape", type=float, help="Gamma shape k (> 1)")
+    _add_input_options(g)
+
+
+def _add_input_options(g) -> None:
     g.add_argument("--axes", help="axes of the input, e.g. YX, TYX, ZYX (default: inferred)")
+    g.add_argument("--series", type=int, metavar="N",
+                   help="image series of a TIFF that holds several (0, 1, ...; needed then)")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -53,8 +60,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patch-size", type=int, default=d.patch_size)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--lr", type=float, dest="learning_rate", default=d.learning_rate)
-    g.add_argument("--width", type=int, help="network width (default: by device)")
-    g.add_argument("--depth", type=int, help="network depth (default: by device)")
+    g.add_argument("--width", type=int, help="network width, 1 to 128 (default: by device)")
+    g.add_argument("--depth", type=int, help="network depth, 1 to 6 (default: by device)")
     g.add_argument("--decorrelate", type=int, choices=(1, 2),
                    help="learn and denoise on 2x2 sub-images (2) for noise correlated between "
                    "neighbouring pixels, or not (1) (default: from the measured correlation)")
@@ -90,6 +97,9 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
                    help="average each tile's score over its 8 flips and quarter turns; "
                    "--no-tta: one forward pass per tile, 8x faster, noisier (default: the "
                    "model's setting, on unless it was trained with tta off)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="data type of the results: float32 (default), or the input's own "
+                   "(same: rounded and clipped to its integer range)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="estimate the noise model and its parameters")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    p.add_argument("--axes", help="axes of the input, e.g. YX, TYX, ZYX (default: inferred)")
+    _add_input_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per input")
 
     p = sub.add_parser("demo", help="denoise the bundled synthetic sample and report PSNR")
@@ -179,8 +189,8 @@ def _train_with_bar(images, config: TrainConfig):
     raise AssertionError("training ended without a model")  # pragma: no cover
 
 
-def _training_images(paths: Sequence[Path], axes: str | None,
-                     skip_unreadable: bool = False) -> list[np.ndarray]:
+def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: bool = False,
+                     series: int | None = None) -> list[np.ndarray]:
     """Each input as (N, Y, X) planes to train on; large inputs give a bounded sample.
 
     With ``skip_unreadable``, a file that cannot be opened is reported and left out (it
@@ -191,7 +201,7 @@ def _training_images(paths: Sequence[Path], axes: str | None,
     images, first_error = [], None
     for path in paths:
         try:
-            data, file_axes = open_lazy(path, axes)
+            data, file_axes = open_lazy(path, axes, series)
             planes = training_planes(data, file_axes)
         except Noise2ScoreError as exc:
             if not skip_unreadable:
@@ -209,11 +219,12 @@ def _training_images(paths: Sequence[Path], axes: str | None,
     return images
 
 
-def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable: bool = False):
+def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable: bool = False,
+                    series: int | None = None):
     """Train on the inputs' planes (axes resolved per file), keeping the user's axes."""
     from dataclasses import replace
 
-    images = _training_images(paths, config.axes, skip_unreadable)
+    images = _training_images(paths, config.axes, skip_unreadable, series)
     model = _train_with_bar(images, replace(config, axes=None))
     model.config = replace(model.config, axes=config.axes)
     return model
@@ -259,7 +270,8 @@ def _denoise_files(model, jobs, args) -> None:
         threads=args.threads, distribute=args.distribute,
         on_result=on_result, progress_for=progress_for if tile_bars else None,
         axes=args.axes, sigma=params.sigma, gain=params.gain, shape=params.shape,
-        tile=args.tile, overlap=args.overlap, memory=memory)
+        tile=args.tile, overlap=args.overlap, memory=memory, dtype=args.dtype,
+        series=args.series)
     if summary.cleaned:
         print(f"removed {len(summary.cleaned)} temporary files left by killed runs",
               file=sys.stderr)
@@ -282,7 +294,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .batch import expand_inputs
 
     config = _config(args)
-    model = _train_on_files(expand_inputs(args.inputs), config)
+    model = _train_on_files(expand_inputs(args.inputs), config, series=args.series)
     model.save(args.output)
     print(f"wrote {args.output} ({model.steps} steps in {model.seconds:.0f} s)")
 
@@ -307,7 +319,8 @@ def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> 
     if getattr(args, name) is not None:
         raise Noise2ScoreError(f"give either --{name} or --blind, not both")
     budget = 4 * MAX_PIXELS // len(paths)
-    planes = [p for path in paths for p in training_planes(*open_lazy(path, args.axes), budget)]
+    planes = [p for path in paths
+              for p in training_planes(*open_lazy(path, args.axes, args.series), budget)]
     result = find_parameter(model, planes, args.blind)
     print(result.describe(), flush=True)
     setattr(args, name, result.value)
@@ -321,7 +334,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not _pending(jobs, args):
         print(f"all {len(jobs)} outputs exist; nothing to do (--overwrite redoes them)")
         return
-    model = _train_on_files([j.source for j in jobs], config, skip_unreadable=True)
+    model = _train_on_files([j.source for j in jobs], config, skip_unreadable=True,
+                            series=args.series)
     if args.save_model:
         model.save(args.save_model)
         print(f"wrote {args.save_model}")
@@ -335,7 +349,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     from .batch import expand_inputs
 
     paths = expand_inputs(args.inputs)
-    for path, planes in zip(paths, _training_images(paths, args.axes), strict=True):
+    images = _training_images(paths, args.axes, series=args.series)
+    for path, planes in zip(paths, images, strict=True):
         estimate = estimate_noise(planes)
         if args.json:
             print(json.dumps({"file": str(path), **estimate.to_dict()}))

@@ -12,6 +12,12 @@ from .noise import MIXED_MODES, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTO = "auto"
+#: Inclusive ranges of the network and batch sizes: beyond them a network cannot be built or
+#: trained in any sensible time or memory (depth 6 already needs images of 256+ pixels on a
+#: side with unshuffle 2, stride 2), so a value outside is refused, and a model file that
+#: declares one is damaged.
+LIMITS = {"width": (1, 128), "depth": (1, 6), "unshuffle": (1, 4), "decorrelate": (1, 2),
+          "patch_size": (8, 1024), "batch_size": (1, 1024)}
 
 
 @dataclass
@@ -24,7 +30,8 @@ class TrainConfig:
     on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
     measured noise correlation at training. ``mixed_mode`` and ``tta`` (the score averaged
     over the 8 flips and quarter turns of each tile: 8 forward passes) act at denoising and
-    can be changed on a trained model (``Noise2ScoreModel.with_options``).
+    can be changed on a trained model (``Noise2ScoreModel.with_options``). Network and batch
+    sizes must lie in ``LIMITS`` (checked by ``validate``, also when a model is loaded).
     """
 
     noise: str = "gaussian"
@@ -85,10 +92,12 @@ class TrainConfig:
             raise Noise2ScoreError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.max_steps is not None and self.max_steps < 1:
             raise Noise2ScoreError(f"max_steps must be >= 1, got {self.max_steps}")
-        for name in ("patch_size", "batch_size", "width", "depth", "unshuffle", "decorrelate"):
+        for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise Noise2ScoreError(f"{name} must be >= 1, got {value}")
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if value is not None and not (whole and lo <= value <= hi):
+                raise Noise2ScoreError(f"{name} must be an integer from {lo} to {hi}, "
+                                       f"got {value!r}")
         if not self.learning_rate > 0:
             raise Noise2ScoreError(f"learning_rate must be > 0, got {self.learning_rate}")
         lo, hi = self.sigma_a_min, self.sigma_a_max

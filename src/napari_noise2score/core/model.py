@@ -27,6 +27,14 @@ def build_network(config: TrainConfig) -> ScoreUNet:
                      stride=config.decorrelate or 1)
 
 
+def _check_finite_weights(net: ScoreUNet) -> None:
+    """Refuse weights that hold NaN or infinity: they would give an all-NaN result."""
+    bad = [name for name, t in net.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise Noise2ScoreError(f"its weights hold NaN or infinite values ({', '.join(bad[:3])})")
+
+
 def package_version() -> str:
     try:
         from importlib.metadata import version
@@ -143,7 +151,8 @@ class Noise2ScoreModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Noise2ScoreModel:
-        """Read a model file; a missing, corrupt or foreign file raises ModelFileError."""
+        """Read a model file; a missing, corrupt or foreign file (or one whose configuration
+        is out of range, or whose weights are not finite) raises ModelFileError."""
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f"model file not found: {path}")
@@ -165,6 +174,7 @@ class Noise2ScoreModel:
             config = TrainConfig.from_dict(payload["config"]).validate()
             net = build_network(config)
             net.load_state_dict(payload["state_dict"])
+            _check_finite_weights(net)
             model = cls(
                 config=config,
                 net=net,

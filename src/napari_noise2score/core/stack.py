@@ -9,6 +9,8 @@ import numpy as np
 from .errors import Noise2ScoreError
 
 AXIS_LETTERS = "TZCSQYX"
+#: Data types of a denoised result: float32, or the input's own ("same").
+DTYPES = ("float32", "same")
 
 
 def infer_axes(ndim: int) -> str:
@@ -91,3 +93,24 @@ def intensity_scale(
     if not scale > 0:
         raise Noise2ScoreError("the image is all zeros: there is nothing to learn from")
     return scale
+
+
+def result_dtype(choice: str, input_dtype: np.dtype) -> np.dtype:
+    """The data type of a denoised result: float32, or the input's (``choice="same"``)."""
+    if choice not in DTYPES:
+        raise Noise2ScoreError(f"dtype must be one of {', '.join(DTYPES)}, not {choice!r}")
+    return np.dtype(np.float32) if choice == "float32" else np.dtype(input_dtype)
+
+
+def cast_result(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` as ``dtype``: rounded and clipped to the range of an integer type."""
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if dtype.kind == "b":
+        return x >= 0.5
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        wide = x.astype(np.float64) if dtype.itemsize >= 4 else x  # exact bounds
+        return np.clip(np.rint(wide), info.min, info.max).astype(dtype)
+    return x.astype(dtype)

@@ -158,6 +158,7 @@ def iter_training(
         config = config.with_estimate(estimate).validate()
     elif config.decorrelate is None:
         config = replace(config, decorrelate=measured_stride(stacks))
+    start = time.perf_counter()  # the budget covers building the network, too
     device = select_device(config.device)
     scale = intensity_scale(stacks, config.offset)
     off = np.float32(config.offset)
@@ -173,7 +174,6 @@ def iter_training(
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.99))
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
-    start = time.perf_counter()
     step, fraction, ema, sigma_a = 0, 0.0, None, cfg.sigma_a_max
     stopped = False
     net.train()

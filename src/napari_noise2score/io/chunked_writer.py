@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import OutputError
+from ..core.stack import cast_result
+from .calibration import Calibration, tiff_options
 from .files import TIFF_SUFFIXES
 
 #: Classic TIFF addresses at most 4 GiB; leave room for tags and page headers.
@@ -72,13 +74,21 @@ def write_planes(
     stack_shape: tuple[int, ...],
     plane_shape: tuple[int, int],
     axes: str,
+    dtype: np.dtype | type = np.float32,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write float32 planes (Y, X), given in stack C order, as one TIFF or zarr array of
     shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX).
 
-    Only one plane is held at a time. TIFF becomes BigTIFF when it would pass 4 GiB.
+    Planes are converted to ``dtype`` (integers rounded and clipped to the type's range); a
+    TIFF keeps the input's ``calibration`` (``io.calibration``). Only one plane is held at a
+    time. TIFF becomes BigTIFF when it would pass 4 GiB. A result with no finite value at
+    all (a broken model) is refused and nothing is kept.
     """
     path = Path(path)
+    dtype = np.dtype(dtype)
+    finite = [False]
+    planes = _checked(planes, dtype, finite)
     prefix = f".{path.name}.{_host()}.{os.getpid()}."
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,11 +103,14 @@ def write_planes(
     shape = tuple(stack_shape) + tuple(plane_shape)
     try:
         if is_zarr_output(path):
-            _write_zarr(tmp, planes, shape, axes)
-            if path.is_dir():
-                shutil.rmtree(path)
+            _write_zarr(tmp, planes, shape, axes, dtype)
         else:
-            _write_tiff(tmp, planes, shape, axes)
+            _write_tiff(tmp, planes, shape, axes, dtype, calibration, path.name)
+        if not finite[0]:
+            raise OutputError(f"not writing {path}: every value of the result is NaN or "
+                              "infinite (a broken model?)")
+        if is_zarr_output(path) and path.is_dir():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
@@ -106,6 +119,15 @@ def write_planes(
         _remove(tmp)
         raise
     return path
+
+
+def _checked(planes: Iterable[np.ndarray], dtype: np.dtype,
+             finite: list[bool]) -> Iterator[np.ndarray]:
+    """The planes as ``dtype``; ``finite[0]`` becomes True once any value is finite."""
+    for plane in planes:
+        if not finite[0]:
+            finite[0] = bool(np.isfinite(plane).any())
+        yield cast_result(plane, dtype)
 
 
 def _host() -> str:
@@ -195,21 +217,23 @@ def _remove(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_tiff(tmp: Path, planes: Iterable[np.ndarray], shape: tuple, axes: str) -> None:
+def _write_tiff(tmp: Path, planes: Iterable[np.ndarray], shape: tuple, axes: str,
+                dtype: np.dtype, calibration: Calibration | None, name: str) -> None:
     import tifffile
 
-    nbytes = int(np.prod(shape)) * 4
-    with tifffile.TiffWriter(tmp, bigtiff=nbytes > BIGTIFF_ABOVE) as tif:
-        tif.write(iter(planes), shape=shape, dtype=np.float32, photometric="minisblack",
-                  metadata={"axes": axes})
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    options, write = tiff_options(calibration, axes, name, nbytes > BIGTIFF_ABOVE)
+    with tifffile.TiffWriter(tmp, **options) as tif:
+        tif.write(iter(planes), shape=shape, dtype=dtype, photometric="minisblack", **write)
 
 
-def _write_zarr(tmp: Path, planes: Iterable[np.ndarray], shape: tuple, axes: str) -> None:
+def _write_zarr(tmp: Path, planes: Iterable[np.ndarray], shape: tuple, axes: str,
+                dtype: np.dtype) -> None:
     import zarr
 
     h, w = shape[-2:]
     chunks = (1,) * (len(shape) - 2) + (min(h, 1024), min(w, 1024))
-    array = zarr.create_array(str(tmp), shape=shape, chunks=chunks, dtype=np.float32,
+    array = zarr.create_array(str(tmp), shape=shape, chunks=chunks, dtype=dtype,
                               dimension_names=[a.lower() for a in axes], overwrite=True)
     stack = shape[:-2]
     for i, plane in enumerate(planes):

@@ -33,12 +33,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         elif suffix == ".npy":
             data = np.load(path, allow_pickle=False)
         else:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                if img.mode not in ("L", "I", "I;16", "F", "1"):
-                    img = img.convert("L")
-                data = np.asarray(img)
+            data = _read_plain(path)
+    except Noise2ScoreError:
+        raise
     except Exception as exc:
         raise Noise2ScoreError(
             f"cannot read {path}: not a valid {suffix[1:].upper()} file "
@@ -48,6 +45,31 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if data.size == 0:
         raise Noise2ScoreError(f"cannot read {path}: the file holds no image data")
     return data
+
+
+def _read_plain(path: Path) -> np.ndarray:
+    """A PNG/JPEG/BMP as it is stored: greyscale (Y, X), or RGB (Y, X, 3) with each channel
+    denoised as a plane (a palette image as its RGB colours). Transparency (RGBA, LA) and
+    other colour spaces are refused: there is no faithful way to denoise them, as are 16-bit
+    colour PNGs (Pillow reads them as 8 bits)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode in ("RGB", "RGBA") and any(str(t.args).endswith(";16B") for t in img.tile):
+            raise Noise2ScoreError(
+                f"cannot read {path.name} exactly: it is a 16-bit colour PNG, which would be "
+                "read as 8 bits; save it as TIFF first")
+        if img.mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+            raise Noise2ScoreError(
+                f"cannot denoise {path.name}: it has an alpha (transparency) channel "
+                f"({img.mode}); save it without transparency (RGB or greyscale) first")
+        if img.mode not in ("L", "I", "F", "1", "RGB") and not img.mode.startswith("I;16"):
+            raise Noise2ScoreError(
+                f"cannot denoise {path.name}: its colour mode {img.mode} is not supported; "
+                "save it as greyscale or RGB first")
+        return np.asarray(img)
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:

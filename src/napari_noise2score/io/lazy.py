@@ -71,17 +71,37 @@ def _check_tiff_complete(tif, series, path: Path) -> None:
                              f"the file has {size}")
 
 
-def _open_tiff(path: Path, axes: str | None):
+def series_index(tif, series: int | None, path: Path) -> int:
+    """The index of the image series to denoise: the only one, or ``series``.
+
+    A TIFF holding several series (e.g. images of different shapes) is refused without a
+    choice, naming them, rather than silently keeping the first.
+    """
+    found = tif.series
+    if not found:
+        raise InputFileError(f"cannot read {path}: not a valid TIFF file (no image in it)")
+    if series is None and len(found) > 1:
+        names = ", ".join(f"{i}: {tuple(s.shape)} {s.axes}" for i, s in enumerate(found))
+        raise InputFileError(f"{path.name} holds {len(found)} image series ({names}); choose "
+                             f"one with --series N")
+    index = 0 if series is None else series
+    if not 0 <= index < len(found):
+        raise InputFileError(f"{path.name} has no series {index}: it holds {len(found)} "
+                             f"(0 to {len(found) - 1})")
+    return index
+
+
+def _open_tiff(path: Path, axes: str | None, series: int | None = None):
     import dask.array as da
     import tifffile
     import zarr
 
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            file_axes = series.axes
-            _check_tiff_complete(tif, series, path)
-        store = tifffile.imread(path, aszarr=True, series=0, level=0)
+            index = series_index(tif, series, path)
+            file_axes = tif.series[index].axes
+            _check_tiff_complete(tif, tif.series[index], path)
+        store = tifffile.imread(path, aszarr=True, series=index, level=0)
         array = zarr.open_array(store, mode="r") if not isinstance(store, np.ndarray) else store
     except Noise2ScoreError:
         raise
@@ -120,22 +140,26 @@ def _open_zarr(path: Path, axes: str | None):
     return da.from_zarr(node), resolve_axes(file_axes, node.ndim, axes, path)
 
 
-def open_lazy(path: str | os.PathLike, axes: str | None = None):
+def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | None = None):
     """Open an image without reading its pixels: ``(dask array, axes)``.
 
     TIFF and zarr are read chunk by chunk, ``.npy`` is memory-mapped; other formats (PNG,
-    JPEG) are small and read whole. Errors are InputFileError or AxesError.
+    JPEG) are small and read whole. ``series`` chooses the image series of a TIFF that holds
+    several (needed then); other files hold one, series 0. Errors are InputFileError or
+    AxesError.
     """
     import dask.array as da
 
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"input not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES and not is_zarr(path):
+        return _open_tiff(path, axes, series)
+    if series not in (None, 0):
+        raise InputFileError(f"{path.name} holds one image (series 0), not series {series}")
     if is_zarr(path):
         return _open_zarr(path, axes)
-    suffix = path.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        return _open_tiff(path, axes)
     if suffix == ".npy":
         try:
             data = np.load(path, mmap_mode="r", allow_pickle=False)

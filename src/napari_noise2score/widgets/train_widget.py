@@ -120,7 +120,7 @@ class TrainWidget(QWidget):
         self.patch_size = _int_spin(64, 16, 1024)
         self.batch_size = _int_spin(16, 1, 1024)
         self.learning_rate = _spin(1e-3, 1e-6, 1.0, decimals=6)
-        self.width = _int_spin(0, 0, 512, special="auto")
+        self.width = _int_spin(0, 0, 128, special="auto")
         self.seed = _int_spin(0, 0, 2**31 - 1)
         self.decorrelate = QComboBox()
         self.decorrelate.addItems(list(DECORRELATE))
