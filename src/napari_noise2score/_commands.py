@@ -13,6 +13,7 @@ Nothing here imports Qt or napari.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -46,14 +47,16 @@ def train(
 
     from .api import make_config
     from .api import train as _train
-    from .batch import expand_inputs
+    from .batch import check_model_output, expand_inputs
     from .io.lazy import open_lazy, training_planes
 
     config = make_config(noise=noise, sigma=sigma, gain=gain, shape=shape, offset=offset,
                          axes=axes, max_seconds=max_seconds, max_steps=max_steps, seed=seed,
                          device=device, width=width, depth=depth, patch_size=patch_size,
                          batch_size=batch_size)
-    images = [training_planes(*open_lazy(p, axes)) for p in expand_inputs(_paths(inputs))]
+    paths = expand_inputs(_paths(inputs))
+    check_model_output(output, config, paths)
+    images = [training_planes(*open_lazy(p, axes)) for p in paths]
     model = _train(images, replace(config, axes=None))
     model.config = replace(model.config, axes=axes)
     return str(model.save(output))
@@ -89,7 +92,7 @@ def denoise(
     from .api import load_model
     from .batch import denoise_batch, plan_jobs
 
-    jobs = plan_jobs(_paths(inputs), output)
+    jobs = plan_jobs(_paths(inputs), output, protect=[model])
     loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta)
     summary = denoise_batch(jobs, loaded, client=scheduler, workers=workers,
                             overwrite=overwrite, threads=threads, sigma=sigma, gain=gain,
@@ -97,20 +100,27 @@ def denoise(
     return summary.to_dict()
 
 
-def estimate_noise(inputs: str | list[str], axes: str | None = None) -> list[dict[str, Any]]:
-    """Estimate the noise model and parameters of each image file: one dict per file
-    (``file``, ``model``, ``sigma``, ``gain``, ``shape``, ``offset``, ``quality``...), or
-    ``file`` and ``error`` for a file that cannot be read or estimated from."""
+def estimate_files(inputs, axes: str | None = None) -> list[tuple[Path, Any, str | None]]:
+    """``(path, estimate, None)`` for each image file of ``inputs`` (files, folders, globs),
+    or ``(path, None, error)`` for one that cannot be read or estimated from: one file's
+    problem does not stop the others."""
     from .api import estimate_noise as _estimate
     from .batch import expand_inputs
     from .core.errors import Noise2ScoreError
     from .io.lazy import open_lazy, training_planes
 
-    results = []
-    for path in expand_inputs(_paths(inputs)):
+    results: list[tuple[Path, Any, str | None]] = []
+    for path in expand_inputs(inputs):
         try:
-            estimate = _estimate(training_planes(*open_lazy(path, axes))).to_dict()
-        except Noise2ScoreError as exc:  # one file's problem; the others go on
-            estimate = {"error": str(exc)}
-        results.append({"file": str(path), **estimate})
+            results.append((path, _estimate(training_planes(*open_lazy(path, axes))), None))
+        except Noise2ScoreError as exc:
+            results.append((path, None, str(exc)))
     return results
+
+
+def estimate_noise(inputs: str | list[str], axes: str | None = None) -> list[dict[str, Any]]:
+    """Estimate the noise model and parameters of each image file: one dict per file
+    (``file``, ``model``, ``sigma``, ``gain``, ``shape``, ``offset``, ``quality``...), or
+    ``file`` and ``error`` for a file that cannot be read or estimated from."""
+    return [{"file": str(path), **(estimate.to_dict() if error is None else {"error": error})}
+            for path, estimate, error in estimate_files(_paths(inputs), axes)]

@@ -75,6 +75,20 @@ class NoiseParams:
         )
 
 
+def check_applicable(model: str, **given: float | None) -> None:
+    """Raise Noise2ScoreError for a parameter given (not None) that ``model`` does not take,
+    e.g. a gain for Gaussian noise, instead of silently ignoring it."""
+    if model not in NOISE_MODELS:  # "auto": every parameter is estimated
+        needs: tuple[str, ...] = ()
+    else:
+        needs = NoiseParams(model).needs
+    unused = [name for name, value in given.items() if value is not None and name not in needs]
+    if unused:
+        takes = f"it takes {' and '.join(needs)}" if needs else "they are estimated"
+        raise Noise2ScoreError(f"{' and '.join(unused)} does not apply to {model} noise "
+                               f"({takes})")
+
+
 _DESCRIBE = {
     "sigma": "noise standard deviation in the image's intensity units",
     "gain": "intensity of one photon count, zeta",
