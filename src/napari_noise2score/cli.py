@@ -36,19 +36,6 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
-def _positive(kind: type) -> object:
-    """An argparse type: a number of ``kind`` that must be > 0."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-        return value
-    return parse
-
-
 def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
     g = p.add_argument_group("noise (intensities in the input's own units)")
     if with_model:
@@ -94,10 +81,10 @@ def _add_batch(p: argparse.ArgumentParser) -> None:
     g.add_argument("--distribute", choices=DISTRIBUTE, default="auto",
                    help="with --scheduler: one task per file, per tile, or auto (tiles of "
                    "large files when there are fewer files than worker threads; default)")
-    g.add_argument("--workers", type=_positive(int), default=1,
+    g.add_argument("--workers", type=int, default=1,
                    help="files denoised at once on this machine, without --scheduler "
                    "(default: 1; each uses all cores)")
-    g.add_argument("--threads", type=_positive(int),
+    g.add_argument("--threads", type=int,
                    help="torch threads per process (here, or on each worker); the same count "
                    "gives bit-identical results (default: all cores here, 1 per dask task)")
     g.add_argument("--overwrite", action="store_true",
@@ -105,11 +92,11 @@ def _add_batch(p: argparse.ArgumentParser) -> None:
 
 
 def _add_tiling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tile", type=_positive(int),
+    p.add_argument("--tile", type=int,
                    help="tile size in pixels (default: what fits in the available memory)")
     p.add_argument("--overlap", type=int,
                    help="tile halo in pixels (default: the network's receptive field)")
-    p.add_argument("--memory", type=_positive(float), metavar="MIB",
+    p.add_argument("--memory", type=float, metavar="MIB",
                    help="memory for one tile's forward pass, in MiB, when --tile is not given "
                    "(default: a quarter of the available memory, at most 384)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -303,6 +290,16 @@ def _denoise_files(model, jobs, args) -> None:
         raise BatchFailed(f"{len(summary.failed)} of {len(summary.results)} files failed: {names}")
 
 
+def _check_batch_options(args: argparse.Namespace) -> None:
+    """Refuse impossible tiling and batch numbers before any work (not after training)."""
+    for name, value, least in (("workers", args.workers, 1), ("threads", args.threads, 1),
+                               ("tile", args.tile, 1), ("overlap", args.overlap, 0)):
+        if value is not None and value < least:
+            raise Noise2ScoreError(f"{name} must be >= {least}, not {value}")
+    if args.memory is not None and not args.memory > 0:
+        raise Noise2ScoreError(f"memory must be > 0 MiB, not {args.memory:g}")
+
+
 def _pending(jobs, args) -> list:
     from .batch import is_finished
 
@@ -324,6 +321,7 @@ def cmd_denoise(args: argparse.Namespace) -> None:
     from .api import load_model
     from .batch import check_job_outputs, plan_jobs
 
+    _check_batch_options(args)
     jobs = plan_jobs(args.inputs, args.output, protect=[args.model])  # before any work
     check_job_outputs(_pending(jobs, args))
     model = load_model(args.model, args.device)
@@ -351,6 +349,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .batch import check_job_outputs, check_model_output, plan_jobs
 
     config = _config(args)
+    _check_batch_options(args)
     jobs = plan_jobs(args.inputs, args.output)  # fail before training, not after
     pending = _pending(jobs, args)
     if not pending:

@@ -6,7 +6,10 @@ Nothing but metadata is read on opening; pixels are read chunk by chunk when com
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +123,19 @@ def _open_zarr(path: Path, axes: str | None):
     return da.from_zarr(node), resolve_axes(file_axes, node.ndim, axes, path)
 
 
+@contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """tifffile's logged warnings and errors (about the tags of a damaged file) off for
+    the block: they are not ours to print."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def open_lazy(path: str | os.PathLike, axes: str | None = None):
     """Open an image without reading its pixels: ``(dask array, axes)``.
 
@@ -135,7 +151,8 @@ def open_lazy(path: str | os.PathLike, axes: str | None = None):
         return _open_zarr(path, axes)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        return _open_tiff(path, axes)
+        with quiet_tifffile():  # our own error says what is wrong, in one line
+            return _open_tiff(path, axes)
     if suffix == ".npy":
         try:
             data = np.load(path, mmap_mode="r", allow_pickle=False)
