@@ -18,8 +18,6 @@ from .core.noise import MIXED_MODES, NOISE_MODELS
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 

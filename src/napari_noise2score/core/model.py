@@ -144,7 +144,10 @@ class Noise2ScoreModel:
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model atomically (temporary file, then rename)."""
+        """Write the model atomically (``io.chunked_writer.atomic_output``: a temporary file
+        renamed when complete, with the umask's permissions; OSErrors as OutputError)."""
+        from ..io.chunked_writer import atomic_output
+
         path = Path(path)
         payload: dict[str, Any] = {
             "format": FORMAT,
@@ -157,8 +160,6 @@ class Noise2ScoreModel:
             "seconds": float(self.seconds),
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
         }
-        from ..io.chunked_writer import atomic_output
-
         with atomic_output(path) as tmp:
             torch.save(payload, tmp)
         return path
