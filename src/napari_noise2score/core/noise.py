@@ -78,15 +78,13 @@ class NoiseParams:
 def check_applicable(model: str, **given: float | None) -> None:
     """Raise Noise2ScoreError for a parameter given (not None) that ``model`` does not take,
     e.g. a gain for Gaussian noise, instead of silently ignoring it."""
-    if model not in NOISE_MODELS:  # "auto": every parameter is estimated
-        needs: tuple[str, ...] = ()
-    else:
-        needs = NoiseParams(model).needs
+    needs = NoiseParams(model).needs if model in NOISE_MODELS else ()  # auto: estimated
     unused = [name for name, value in given.items() if value is not None and name not in needs]
     if unused:
-        takes = f"it takes {' and '.join(needs)}" if needs else "they are estimated"
-        raise Noise2ScoreError(f"{' and '.join(unused)} does not apply to {model} noise "
-                               f"({takes})")
+        names = f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply"
+        if not needs:
+            raise Noise2ScoreError(f"{names} with {model} noise: the parameters are estimated")
+        raise Noise2ScoreError(f"{names} to {model} noise (it takes {' and '.join(needs)})")
 
 
 _DESCRIBE = {

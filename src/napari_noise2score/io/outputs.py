@@ -18,17 +18,14 @@ from pathlib import Path
 
 from ..core.errors import OutputError
 
-#: What an output is: one file, a folder of files, or a zarr store (a folder replaced whole).
-KINDS = ("file", "folder", "zarr")
-
 
 def format_bytes(n: float) -> str:
     """A size in the largest binary unit that keeps it at or above 1: ``512 B``, ``3.4 MiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while abs(n) >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -76,9 +73,10 @@ def check_location(path: str | os.PathLike, nbytes: int = 0,
                    inputs: Iterable[str | os.PathLike] = (), kind: str = "file",
                    what: str = "output") -> None:
     """Refuse, before any work, an output that would replace an input (``refuse_inputs``),
-    a ``kind`` that does not fit what is there (a folder where a file goes, a file where a
-    folder goes, a folder that is not a zarr store where one goes), a read-only folder, or
-    a disk without room for ``nbytes``."""
+    a ``kind`` ("file", "folder" of files, or "zarr": a store replaced whole) that does not
+    fit what is there (a folder where a file goes, a file where a folder goes, a folder
+    that is not a zarr store where one goes), a read-only folder, or a disk without room
+    for ``nbytes``."""
     path = Path(path)
     refuse_inputs(path, inputs, what)
     if kind == "folder":
