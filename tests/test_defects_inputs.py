@@ -282,7 +282,7 @@ def test_npe2_commands_check_and_convert_their_arguments(tmp_path, model_file):
     with pytest.raises(Noise2ScoreError) as info:  # worded for parameters, not --options
         npe2_train(str(src), str(tmp_path / "m.n2s"), noise="gaussian")
     assert "the sigma parameter" in str(info.value) and "--" not in str(info.value)
-    with pytest.raises(Noise2ScoreError, match="is a folder"):
+    with pytest.raises(Noise2ScoreError, match="a folder of that name"):
         npe2_train(str(src), str(tmp_path), sigma=20, max_steps=1)
     with pytest.raises(Noise2ScoreError, match="max_seconds must be a number"):
         npe2_train(str(src), str(tmp_path / "m.n2s"), sigma=20, max_seconds="soon")

@@ -147,18 +147,16 @@ def train(
 
     from .api import make_config
     from .api import train as _train
-    from .batch import expand_inputs
+    from .batch import check_model_output, expand_inputs
     from .io.lazy import open_lazy, training_planes
 
     config = make_config(noise=noise, sigma=sigma, gain=gain, shape=shape, offset=offset,
                          axes=axes, max_seconds=max_seconds, max_steps=max_steps, seed=seed,
                          device=device, width=width, depth=depth, patch_size=patch_size,
                          batch_size=batch_size)
-    if Path(output).is_dir():
-        raise Noise2ScoreError(f"output {output} is a folder; give the model file to write, "
-                               f"e.g. {Path(output) / 'model.n2s'}")
-    images = [training_planes(*open_lazy(p, axes, series))
-              for p in expand_inputs(_paths(inputs))]
+    paths = expand_inputs(_paths(inputs))
+    check_model_output(output, config, paths)
+    images = [training_planes(*open_lazy(p, axes, series)) for p in paths]
     model = _train(images, replace(config, axes=None))
     model.config = replace(model.config, axes=axes)
     return str(model.save(output))
@@ -199,7 +197,7 @@ def denoise(
     from .api import load_model
     from .batch import denoise_batch, plan_jobs
 
-    jobs = plan_jobs(_paths(inputs), output)
+    jobs = plan_jobs(_paths(inputs), output, protect=[model])
     loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta)
     summary = denoise_batch(jobs, loaded, client=scheduler, workers=workers,
                             overwrite=overwrite, threads=threads, sigma=sigma, gain=gain,
@@ -210,21 +208,32 @@ def denoise(
     return result
 
 
+def estimate_files(inputs, axes: str | None = None,
+                   series: int | None = None) -> list[tuple[Path, Any, str | None]]:
+    """``(path, estimate, None)`` for each image file of ``inputs`` (files, folders, globs),
+    or ``(path, None, error)`` for one that cannot be read or estimated from: one file's
+    problem does not stop the others."""
+    from .api import estimate_noise as _estimate
+    from .batch import expand_inputs
+    from .io.lazy import open_lazy, training_planes
+
+    results: list[tuple[Path, Any, str | None]] = []
+    for path in expand_inputs(inputs):
+        try:
+            results.append((path, _estimate(training_planes(*open_lazy(path, axes, series))),
+                            None))
+        except Noise2ScoreError as exc:
+            results.append((path, None, str(exc)))
+    return results
+
+
 @_command
 def estimate_noise(inputs: str | list[str], axes: str | None = None,
                    series: int | None = None) -> list[dict[str, Any]]:
     """Estimate the noise model and parameters of each image file: one dict per file
     (``file``, ``model``, ``sigma``, ``gain``, ``shape``, ``offset``, ``quality``...), or
-    ``file`` and ``error`` for a file that cannot be read or estimated from."""
-    from .api import estimate_noise as _estimate
-    from .batch import expand_inputs
-    from .io.lazy import open_lazy, training_planes
-
-    results = []
-    for path in expand_inputs(_paths(inputs)):
-        try:
-            estimate = _estimate(training_planes(*open_lazy(path, axes, series))).to_dict()
-        except Noise2ScoreError as exc:  # one file's problem; the others go on
-            estimate = {"error": in_parameter_terms(str(exc))}
-        results.append({"file": str(path), **estimate})
-    return results
+    ``file`` and ``error`` for a file that cannot be read or estimated from. ``series``
+    chooses the image series of TIFFs that hold several."""
+    return [{"file": str(path), **(estimate.to_dict() if error is None
+                                   else {"error": in_parameter_terms(error)})}
+            for path, estimate, error in estimate_files(_paths(inputs), axes, series)]

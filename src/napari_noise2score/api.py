@@ -26,10 +26,14 @@ _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 def make_config(config: TrainConfig | None = None, **overrides) -> TrainConfig:
     """A validated TrainConfig: ``config`` (or the defaults) with keyword overrides applied."""
+    from .core.noise import check_applicable
+
     unknown = sorted(set(overrides) - _CONFIG_FIELDS)
     if unknown:
         raise Noise2ScoreError(f"unknown training options: {', '.join(unknown)}")
-    return replace(config or TrainConfig(), **overrides).validate()
+    config = replace(config or TrainConfig(), **overrides)
+    check_applicable(config.noise, **{k: overrides.get(k) for k in ("sigma", "gain", "shape")})
+    return config.validate()
 
 
 def train(

@@ -151,12 +151,40 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return unique
 
 
-def plan_jobs(inputs: Iterable[str | os.PathLike], output: str | os.PathLike) -> list[Job]:
+def plan_jobs(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
+              protect: Iterable[str | os.PathLike] = ()) -> list[Job]:
     """Jobs for the expanded inputs: ``output`` itself for one input named .tif/.tiff/.zarr,
-    else OUTPUT/NAME.tif (names mirror the inputs'); collisions raise Noise2ScoreError."""
+    else OUTPUT/NAME.tif (names mirror the inputs'); collisions raise Noise2ScoreError, and
+    an output that is an input or one of ``protect`` (the model file) OutputError."""
     sources = expand_inputs(inputs)
-    targets = output_paths(sources, Path(output))
+    targets = output_paths(sources, Path(output), [Path(p) for p in protect])
     return [Job(s, t) for s, t in zip(sources, targets, strict=True)]
+
+
+def check_job_outputs(jobs: Iterable[Job]) -> None:
+    """Refuse, before any work, an output location that cannot be written (see
+    ``io.chunked_writer.check_output``); the size is checked again when each file starts."""
+    from .io.chunked_writer import check_output
+
+    for job in jobs:
+        check_output(job.output, 0, [job.source])
+
+
+def check_model_output(path: str | os.PathLike, config, inputs: Iterable[str | os.PathLike],
+                       outputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse, before training, a model file that would replace an input or an image
+    output, sits where a folder is or in a read-only folder, or has no room on its disk;
+    and a network that cannot fit in memory (``core.training.check_network_fits``)."""
+    from .core.device import select_device
+    from .core.errors import OutputError
+    from .core.training import check_network_fits
+    from .io.outputs import check_location, same_file
+
+    for output in outputs:
+        if same_file(path, output):
+            raise OutputError(f"the model file {path} and the denoised output are the same file")
+    nbytes = check_network_fits(config, select_device(config.device).type)
+    check_location(path, nbytes + 2**16, inputs, what="model file")
 
 
 def is_finished(job: Job) -> bool:
@@ -258,6 +286,8 @@ def denoise_batch(
                                f"not {distribute!r}")
     if threads is not None and threads < 1:
         raise Noise2ScoreError(f"threads must be >= 1, not {threads}")
+    if workers < 1:
+        raise Noise2ScoreError(f"workers must be >= 1, not {workers}")
     if inputs and all(isinstance(j, Job) for j in inputs):
         jobs = list(inputs)
     else:
@@ -295,7 +325,7 @@ def denoise_batch(
 def _run_local(jobs, model, options, record, workers, progress_for) -> None:
     """Threads (``workers`` of them); Ctrl-C stops the running files cleanly (no output)."""
     stop_event = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+    with ThreadPoolExecutor(max_workers=int(workers)) as pool:
         futures = [pool.submit(run_job, job, model, options,
                                progress_for(job) if progress_for else None, stop_event.is_set)
                    for job in jobs]

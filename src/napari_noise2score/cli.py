@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -18,10 +19,20 @@ from .core.stack import DTYPES
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class BatchFailed(Exception):
     """Some files of a batch failed (each was reported); the exit status is 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it ends the run as Ctrl-C does: running
+    files stop and every temporary output is removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
 
 
 def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
@@ -102,8 +113,15 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
                    "(same: rounded and clipped to its integer range)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the error contract), not the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="napari-noise2score",
         description="Self-supervised Noise2Score denoising: learn the score of your noisy "
         "images, then denoise them with Tweedie's formula.",
@@ -238,7 +256,7 @@ def _denoise_files(model, jobs, args) -> None:
     from .batch import DONE, SKIPPED, Job, denoise_batch
 
     model = model.with_options(mixed_mode=getattr(args, "mixed_mode", None), tta=args.tta)
-    params = model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)
+    model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
     memory = None if args.memory is None else int(args.memory * 2**20)
     single = len(jobs) == 1
     tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
@@ -269,19 +287,29 @@ def _denoise_files(model, jobs, args) -> None:
         jobs, model, client=args.scheduler, workers=args.workers, overwrite=args.overwrite,
         threads=args.threads, distribute=args.distribute,
         on_result=on_result, progress_for=progress_for if tile_bars else None,
-        axes=args.axes, sigma=params.sigma, gain=params.gain, shape=params.shape,
+        axes=args.axes, sigma=args.sigma, gain=args.gain, shape=args.shape,
         tile=args.tile, overlap=args.overlap, memory=memory, dtype=args.dtype,
         series=args.series)
     if summary.cleaned:
         print(f"removed {len(summary.cleaned)} temporary files left by killed runs",
               file=sys.stderr)
     failed = summary.failed
-    if single and failed and failed[0].user_error:  # one file: its error is the command's
+    if single and failed:  # one file: its error, whatever it is, is the command's
         raise Noise2ScoreError(failed[0].error)
     print(summary.line())
     if failed:
         names = ", ".join(str(r.job.source) for r in summary.failed)
         raise BatchFailed(f"{len(summary.failed)} of {len(summary.results)} files failed: {names}")
+
+
+def _check_batch_options(args: argparse.Namespace) -> None:
+    """Refuse impossible tiling and batch numbers before any work (not after training)."""
+    for name, value, least in (("workers", args.workers, 1), ("threads", args.threads, 1),
+                               ("tile", args.tile, 1), ("overlap", args.overlap, 0)):
+        if value is not None and value < least:
+            raise Noise2ScoreError(f"{name} must be >= {least}, not {value}")
+    if args.memory is not None and not args.memory > 0:
+        raise Noise2ScoreError(f"memory must be > 0 MiB, not {args.memory:g}")
 
 
 def _pending(jobs, args) -> list:
@@ -291,19 +319,23 @@ def _pending(jobs, args) -> list:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .batch import expand_inputs
+    from .batch import check_model_output, expand_inputs
 
     config = _config(args)
-    model = _train_on_files(expand_inputs(args.inputs), config, series=args.series)
+    inputs = expand_inputs(args.inputs)
+    check_model_output(args.output, config, inputs)  # before training, not after
+    model = _train_on_files(inputs, config, series=args.series)
     model.save(args.output)
     print(f"wrote {args.output} ({model.steps} steps in {model.seconds:.0f} s)")
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
     from .api import load_model
-    from .batch import plan_jobs
+    from .batch import check_job_outputs, plan_jobs
 
-    jobs = plan_jobs(args.inputs, args.output)  # fail before loading anything
+    _check_batch_options(args)
+    jobs = plan_jobs(args.inputs, args.output, protect=[args.model])  # before any work
+    check_job_outputs(_pending(jobs, args))
     model = load_model(args.model, args.device)
     if args.blind:
         _blind_parameter(model, [j.source for j in jobs], args)
@@ -327,13 +359,19 @@ def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .batch import plan_jobs
+    from .batch import check_job_outputs, check_model_output, plan_jobs
 
     config = _config(args)
+    _check_batch_options(args)
     jobs = plan_jobs(args.inputs, args.output)  # fail before training, not after
-    if not _pending(jobs, args):
+    pending = _pending(jobs, args)
+    if not pending:
         print(f"all {len(jobs)} outputs exist; nothing to do (--overwrite redoes them)")
         return
+    check_job_outputs(pending)
+    if args.save_model:
+        check_model_output(args.save_model, config, [j.source for j in jobs],
+                           [j.output for j in jobs])
     model = _train_on_files([j.source for j in jobs], config, skip_unreadable=True,
                             series=args.series)
     if args.save_model:
@@ -343,37 +381,52 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
+    """Each file's estimate, or its error; one failure does not stop the others."""
     import json
 
-    from .api import estimate_noise
-    from .batch import expand_inputs
+    from ._commands import estimate_files
 
-    paths = expand_inputs(args.inputs)
-    images = _training_images(paths, args.axes, series=args.series)
-    for path, planes in zip(paths, images, strict=True):
-        estimate = estimate_noise(planes)
+    results = estimate_files(args.inputs, args.axes, args.series)
+    failed = [(path, error) for path, _, error in results if error is not None]
+    if len(results) == 1 and failed:  # one file: its error is the command's
+        raise Noise2ScoreError(failed[0][1])
+    for path, estimate, error in results:
         if args.json:
-            print(json.dumps({"file": str(path), **estimate.to_dict()}))
-        else:
+            print(json.dumps({"file": str(path), **(
+                estimate.to_dict() if error is None else {"error": error})}))
+        elif error is None:
             print(f"{path}: {estimate.describe()}")
+        else:
+            print(f"failed {path}: {error}", file=sys.stderr)
+    if failed:
+        names = ", ".join(str(path) for path, _ in failed)
+        raise BatchFailed(f"{len(failed)} of {len(results)} files failed: {names}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from ._sample_data import SAMPLE_GAIN, SAMPLE_READ_SIGMA, clean_sample, noisy_sample
     from .api import denoise, make_config
+    from .core.device import select_device
+    from .core.training import check_network_fits
     from .io.files import write_tiff
+    from .io.outputs import check_location
 
     clean = clean_sample()
     noisy = noisy_sample(clean)
     config = make_config(noise="poisson-gaussian", gain=SAMPLE_GAIN, sigma=SAMPLE_READ_SIGMA,
                          max_seconds=None if args.steps else args.max_seconds,
                          max_steps=args.steps, device=args.device)
+    out = args.output
+    names = ("clean", "noisy", "denoised")
+    weights = check_network_fits(config, select_device(config.device).type)
+    check_location(out, 3 * clean.size * 4 + weights + 2**20, kind="folder", what="demo")
+    for name in (*(f"{n}.tif" for n in names), "model.n2s"):
+        check_location(out / name)
     start = time.perf_counter()
     model = _train_with_bar(noisy, config)
     result = denoise(noisy, model)
     seconds = time.perf_counter() - start
-    out = args.output
-    for name, data in (("clean", clean), ("noisy", noisy), ("denoised", result)):
+    for name, data in zip(names, (clean, noisy, result), strict=True):
         write_tiff(out / f"{name}.tif", data)
     model.save(out / "model.n2s")
     peak = float(clean.max())
@@ -399,16 +452,29 @@ COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
+    try:
         COMMANDS[args.command](args)
     except Noise2ScoreError as exc:
         print(f"napari-noise2score: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError:
+        print("napari-noise2score: error: out of memory", file=sys.stderr)
+        return EXIT_USAGE
     except BatchFailed as exc:
         print(f"napari-noise2score: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Terminated:
+        print("napari-noise2score: terminated; no partial output was written", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("napari-noise2score: interrupted; no partial output was written", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ScoreUNet
-from .noise import NoiseParams
+from .noise import NoiseParams, check_applicable
 from .score import score_from_residual, training_domain
 
 FORMAT = "napari-noise2score-model"
@@ -42,6 +42,32 @@ def package_version() -> str:
         return version("napari-noise2score")
     except Exception:  # running from a source tree that is not installed
         return "unknown"
+
+
+def network_bytes(config: TrainConfig, device_type: str = "cpu") -> int:
+    """Bytes of the weights of the network ``config`` describes on ``device_type`` (the
+    automatic width and depth filled in), counted without allocating them."""
+    cfg = config.resolved(device_type, 1.0)
+    with torch.device("meta"):
+        net = build_network(cfg)
+    return 4 * sum(p.numel() for p in net.parameters())
+
+
+def _check_numbers(payload: dict[str, Any]) -> None:
+    """Raise ValueError for a stored number no trained model can have."""
+    scale, sigma_a = float(payload["scale"]), float(payload["final_sigma_a"])
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"its intensity scale is {scale}, not a positive finite number")
+    if not (math.isfinite(sigma_a) and sigma_a >= 0):
+        raise ValueError(f"its final sigma_a is {sigma_a}, not a finite number >= 0")
+
+
+def _first_lines(exc: Exception, keep: int = 2) -> str:
+    """An exception's message cut to its first ``keep`` non-empty lines (torch lists every
+    mismatching weight), with how many were left out."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    more = f" (and {len(lines) - keep} more)" if len(lines) > keep else ""
+    return " ".join(lines[:keep]) + more
 
 
 @dataclass
@@ -100,6 +126,7 @@ class Noise2ScoreModel:
     ) -> NoiseParams:
         """The model's noise parameters (input units), with any given value overriding."""
         cfg = self.config
+        check_applicable(cfg.noise, sigma=sigma, gain=gain, shape=shape)
         if noise is not None and noise != cfg.noise:
             raise Noise2ScoreError(
                 f"this model was trained for {cfg.noise} noise, not {noise}: "
@@ -125,7 +152,10 @@ class Noise2ScoreModel:
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model atomically (temporary file, then rename)."""
+        """Write the model atomically (``io.chunked_writer.atomic_output``: a temporary file
+        renamed when complete, with the umask's permissions; OSErrors as OutputError)."""
+        from ..io.chunked_writer import atomic_output
+
         path = Path(path)
         payload: dict[str, Any] = {
             "format": FORMAT,
@@ -138,15 +168,8 @@ class Noise2ScoreModel:
             "seconds": float(self.seconds),
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_output(path) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod
@@ -172,6 +195,7 @@ class Noise2ScoreModel:
             )
         try:
             config = TrainConfig.from_dict(payload["config"]).validate()
+            _check_numbers(payload)
             net = build_network(config)
             net.load_state_dict(payload["state_dict"])
             _check_finite_weights(net)
@@ -184,7 +208,8 @@ class Noise2ScoreModel:
                 seconds=float(payload["seconds"]),
                 version=str(payload.get("package_version", "")),
             )
-        except (KeyError, TypeError, RuntimeError, Noise2ScoreError) as exc:
-            raise ModelFileError(f"{path} is a damaged model file: {exc}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path} is a damaged model file: {_first_lines(exc)}") \
+                from None
         net.eval()
         return model.to(device)

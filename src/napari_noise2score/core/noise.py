@@ -75,6 +75,18 @@ class NoiseParams:
         )
 
 
+def check_applicable(model: str, **given: float | None) -> None:
+    """Raise Noise2ScoreError for a parameter given (not None) that ``model`` does not take,
+    e.g. a gain for Gaussian noise, instead of silently ignoring it."""
+    needs = NoiseParams(model).needs if model in NOISE_MODELS else ()  # auto: estimated
+    unused = [name for name, value in given.items() if value is not None and name not in needs]
+    if unused:
+        names = f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply"
+        if not needs:
+            raise Noise2ScoreError(f"{names} with {model} noise: the parameters are estimated")
+        raise Noise2ScoreError(f"{names} to {model} noise (it takes {' and '.join(needs)})")
+
+
 _DESCRIBE = {
     "sigma": "noise standard deviation in the image's intensity units",
     "gain": "intensity of one photon count, zeta",

@@ -139,6 +139,8 @@ class TiledDenoiser:
         overlap = default_overlap(net) if overlap is None else overlap
         if overlap < 0 or (tile is not None and tile < 1):
             raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
+        if memory is not None and not memory > 0:
+            raise Noise2ScoreError(f"the memory for a tile must be > 0, got {memory} bytes")
         self.overlap = -(-overlap // m) * m
         h, w = self.layout.plane_shape
         if tile is None:  # from memory, then evened out so no tile is a thin remainder

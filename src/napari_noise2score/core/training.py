@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,7 +15,8 @@ from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .estimation import NoiseEstimate, estimate_noise
-from .model import Noise2ScoreModel, build_network, package_version
+from .model import Noise2ScoreModel, build_network, network_bytes, package_version
+from .network import ScoreUNet
 from .noise import NoiseParams
 from .score import score_from_residual, training_domain
 from .stack import check_image, intensity_scale, to_planes
@@ -125,16 +127,58 @@ def measured_stride(stacks: Sequence[np.ndarray]) -> int:
         return 1
 
 
-def choose_patch(planes: Sequence[np.ndarray], wanted: int, multiple: int) -> int:
+def choose_patch(planes: Sequence[np.ndarray], wanted: int, net: ScoreUNet) -> int:
     """The patch size: ``wanted`` rounded to the network's multiple, shrunk for small images."""
     largest = max(min(p.shape[-2:]) for p in planes)
+    multiple = net.multiple
     patch = min(wanted, largest) // multiple * multiple
-    if patch < multiple:
+    if patch >= multiple:
+        return patch
+    fixed = multiple // 2**net.depth  # the stride and unshuffle factors
+    deepest = int(math.log2(largest // fixed)) if largest >= 2 * fixed else 0
+    fix = f"choose a depth of {deepest} or less" if deepest >= 1 else "use larger images"
+    raise Noise2ScoreError(
+        f"the images are too small for a network of depth {net.depth}: the largest plane "
+        f"is {largest} pixels on its short side, and this network needs at least "
+        f"{fixed} x 2^{net.depth} pixels; {fix}")
+
+
+def check_network_fits(config: TrainConfig, device_type: str) -> int:
+    """The bytes of the network's weights; Noise2ScoreError when training it (weights,
+    gradients and two Adam moments) cannot fit in the memory available on the CPU."""
+    nbytes = network_bytes(config, device_type)
+    if device_type == "cpu":
+        import psutil
+
+        from ..io.outputs import format_bytes
+
+        available = psutil.virtual_memory().available
+        if 4 * nbytes > available:
+            cfg = config.resolved(device_type, 1.0)
+            raise Noise2ScoreError(
+                f"a network of width {cfg.width} and depth {cfg.depth} needs "
+                f"{format_bytes(4 * nbytes)} of memory to train, more than the "
+                f"{format_bytes(available)} available: choose a smaller width or depth")
+    return nbytes
+
+
+def _is_allocation_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("allocate" in text or "out of memory" in text))
+
+
+@contextmanager
+def _memory_errors() -> Iterator[None]:
+    """An allocation failure (MemoryError, torch's CPU or GPU out of memory) as one line."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_allocation_error(exc):
+            raise
         raise Noise2ScoreError(
-            f"the images are too small to train on: the largest plane is "
-            f"{largest} pixels on its short side, the minimum is {multiple}"
-        )
-    return patch
+            f"out of memory while training ({type(exc).__name__}): choose a smaller width, "
+            "depth, batch size or patch size") from None
 
 
 def iter_training(
@@ -148,8 +192,18 @@ def iter_training(
     NoiseEstimated update is yielded before training starts.
 
     ``stop`` is polled before every step: training ends within one step of it returning True,
-    and the model trained so far is still delivered.
+    and the model trained so far is still delivered. Running out of memory raises one clear
+    Noise2ScoreError.
     """
+    with _memory_errors():
+        yield from _iter_training(images, config, stop)
+
+
+def _iter_training(
+    images: np.ndarray | Sequence[np.ndarray],
+    config: TrainConfig,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[TrainUpdate]:
     config.validate()
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
@@ -165,9 +219,10 @@ def iter_training(
     planes = [(p.astype(np.float32) - off) / np.float32(scale) for s in stacks for p in s]
     domain, noise_w = training_domain(config, scale)
     cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
+    check_network_fits(cfg, device.type)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg).to(device)
-    patch = choose_patch(stacks, cfg.patch_size, net.multiple)
+    patch = choose_patch(stacks, cfg.patch_size, net)
     sampler = PatchSampler(planes, patch, cfg.seed)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)

@@ -9,7 +9,6 @@ tell a dead writer's leftover from a live one's work (``remove_stale_temporaries
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..core.errors import OutputError
 from ..core.stack import cast_result
 from .calibration import Calibration, tiff_options
 from .files import TIFF_SUFFIXES
+from .outputs import check_location, output_error, set_default_mode
 
 #: Classic TIFF addresses at most 4 GiB; leave room for tags and page headers.
 BIGTIFF_ABOVE = 2**32 - 2**28
@@ -38,34 +39,47 @@ def is_zarr_output(path: Path) -> bool:
 
 
 def check_output(path: Path, nbytes: int, inputs: Iterable[Path] = ()) -> None:
-    """Refuse, before any work, an output that overwrites an input, sits on a read-only place
-    or does not fit on its disk (``nbytes``: the result's size)."""
+    """Refuse, before any work, an image output that is not .tif/.tiff/.zarr or that
+    ``outputs.check_location`` refuses (an input, a folder, read-only, no room for
+    ``nbytes``: the result's size)."""
     path = Path(path)
-    for src in inputs:
-        src = Path(src)
-        if path.resolve() == src.resolve() or (
-                path.exists() and src.exists() and os.path.samefile(path, src)):
-            raise OutputError(f"the output {path} would overwrite its input")
     if path.suffix.lower() not in TIFF_SUFFIXES and not is_zarr_output(path):
         raise OutputError(f"cannot write {path.name}: the output must end in .tif, .tiff "
                           "or .zarr")
-    parent = path.parent
-    while not parent.exists():  # the folder is created later; check where it would be
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: {parent} is read-only")
-    free = shutil.disk_usage(parent).free
-    if nbytes > free:
-        raise OutputError(f"cannot write {path}: the result needs {nbytes / 2**30:.2f} GiB, "
-                          f"the disk has {free / 2**30:.2f} GiB free")
+    check_location(path, nbytes, inputs, "zarr" if is_zarr_output(path) else "file")
 
 
-def _output_error(path: Path, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(f"cannot write {path}: the disk is full; nothing was kept")
-    if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return OutputError(f"cannot write {path}: permission denied (read-only?)")
-    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
+@contextmanager
+def atomic_output(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
+    """A temporary file (or folder) beside ``path``, ``.NAME.HOST.PID.RANDOM.tmp`` with the
+    umask's permissions, renamed to ``path`` when the block ends and removed if it raises
+    (an OSError then becomes one clear OutputError). Leftovers of killed writers of the
+    same output are removed first (``remove_stale_temporaries``)."""
+    path = Path(path)
+    prefix = f".{path.name}.{_host()}.{os.getpid()}."
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+        set_default_mode(tmp, directory)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    try:
+        yield tmp
+        if directory and path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise output_error(path, exc) from None
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def write_planes(
@@ -78,7 +92,8 @@ def write_planes(
     calibration: Calibration | None = None,
 ) -> Path:
     """Write float32 planes (Y, X), given in stack C order, as one TIFF or zarr array of
-    shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX).
+    shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX), atomically
+    (``atomic_output``).
 
     Planes are converted to ``dtype`` (integers rounded and clipped to the type's range); a
     TIFF keeps the input's ``calibration`` (``io.calibration``). Only one plane is held at a
@@ -89,35 +104,16 @@ def write_planes(
     dtype = np.dtype(dtype)
     finite = [False]
     planes = _checked(planes, dtype, finite)
-    prefix = f".{path.name}.{_host()}.{os.getpid()}."
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if is_zarr_output(path):
-            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
-        else:
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
-    except OSError as exc:
-        raise _output_error(path, exc) from None
     shape = tuple(stack_shape) + tuple(plane_shape)
-    try:
-        if is_zarr_output(path):
+    zarr = is_zarr_output(path)
+    with atomic_output(path, directory=zarr) as tmp:
+        if zarr:
             _write_zarr(tmp, planes, shape, axes, dtype)
         else:
             _write_tiff(tmp, planes, shape, axes, dtype, calibration, path.name)
         if not finite[0]:
             raise OutputError(f"not writing {path}: every value of the result is NaN or "
                               "infinite (a broken model?)")
-        if is_zarr_output(path) and path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove(tmp)
-        raise _output_error(path, exc) from None
-    except BaseException:
-        _remove(tmp)
-        raise
     return path
 
 

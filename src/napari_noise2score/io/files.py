@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ from ..core.errors import Noise2ScoreError
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 READABLE = TIFF_SUFFIXES + PLAIN_SUFFIXES + (".npy",)
+#: Output names that look like a file of a format not written: never made into folders.
+NOT_FOLDERS = PLAIN_SUFFIXES + (".npy", ".n2s", ".gif", ".webp", ".jp2", ".czi", ".nd2")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -73,30 +75,32 @@ def _read_plain(path: Path) -> np.ndarray:
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:
-    """Write ``data`` as TIFF (BigTIFF above 2 GiB) via a temporary file renamed when complete."""
+    """Write ``data`` as TIFF (BigTIFF above 2 GiB) via a temporary file renamed when
+    complete (``chunked_writer.atomic_output``)."""
     import tifffile
 
+    from .chunked_writer import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         tifffile.imwrite(tmp, data, bigtiff=data.nbytes > 2**31 - 2**25)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
-def output_paths(inputs: list[Path], out: Path) -> list[Path]:
+def output_paths(inputs: list[Path], out: Path, protect: Iterable[Path] = ()) -> list[Path]:
     """Output paths: ``out`` itself for one input when it names a .tif/.tiff/.zarr, else
-    out/NAME.tif; an output that would overwrite its input raises OutputError."""
+    out/NAME.tif. An output that would overwrite its input or one of ``protect`` (e.g. the
+    model file) raises OutputError, and so does a file name of another image format."""
     from ..core.errors import OutputError
+    from .outputs import refuse_inputs
 
-    if len(inputs) == 1 and out.suffix.lower() in TIFF_SUFFIXES + (".zarr",) and not (
-            out.is_dir() and out.suffix.lower() != ".zarr"):
+    suffix = out.suffix.lower()
+    if len(inputs) == 1 and suffix in TIFF_SUFFIXES + (".zarr",) and not (
+            out.is_dir() and suffix != ".zarr"):
         targets = [out]
+    elif suffix in NOT_FOLDERS and not out.is_dir():
+        raise OutputError(f"cannot write {out.name}: results are written as .tif, .tiff or "
+                          ".zarr (or into a folder)")
     elif out.exists() and not out.is_dir():
         raise Noise2ScoreError(f"{out} is a file; give a folder for several inputs")
     else:
@@ -104,7 +108,7 @@ def output_paths(inputs: list[Path], out: Path) -> list[Path]:
         if len(set(names)) != len(names):
             raise Noise2ScoreError("two inputs share a file name; the outputs would collide")
         targets = [out / n for n in names]
+    protect = list(protect)
     for src, dst in zip(inputs, targets, strict=True):
-        if dst.resolve() == src.resolve():
-            raise OutputError(f"the output {dst} would overwrite its input")
+        refuse_inputs(dst, [src, *protect])
     return targets

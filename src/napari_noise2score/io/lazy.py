@@ -6,7 +6,10 @@ Nothing but metadata is read on opening; pixels are read chunk by chunk when com
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +143,19 @@ def _open_zarr(path: Path, axes: str | None):
     return da.from_zarr(node), resolve_axes(file_axes, node.ndim, axes, path)
 
 
+@contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """tifffile's logged warnings and errors (about the tags of a damaged file) off for
+    the block: they are not ours to print."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | None = None):
     """Open an image without reading its pixels: ``(dask array, axes)``.
 
@@ -155,7 +171,8 @@ def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | No
         raise InputFileError(f"input not found: {path}")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES and not is_zarr(path):
-        return _open_tiff(path, axes, series)
+        with quiet_tifffile():  # our own error says what is wrong, in one line
+            return _open_tiff(path, axes, series)
     if series not in (None, 0):
         raise InputFileError(f"{path.name} holds one image (series 0), not series {series}")
     if is_zarr(path):

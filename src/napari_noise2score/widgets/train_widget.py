@@ -349,7 +349,11 @@ class TrainWidget(QWidget):
         if self.store.model is None:
             self._error(Noise2ScoreError("there is no model yet: train or load one first"))
             return
-        self.store.model.save(path)
+        try:
+            self.store.model.save(path)
+        except Noise2ScoreError as exc:  # a read-only folder, a full disk
+            self._error(exc)
+            return
         self.status.setText(f"saved {path}")
 
     def load_model(self, path: str | Path) -> None:
