@@ -54,7 +54,7 @@ def test_run_writes_one_file_for_one_input(tmp_path, noisy_files):
     [
         (["--sigma", "0"], "sigma must be > 0"),
         (["--noise", "gamma", "--shape", "1"], "k must be > 1"),
-        ([], "needs --sigma"),
+        (["--noise", "gaussian"], "needs --sigma"),
         (["--sigma", "25", "--axes", "ZYX"], "name 3 dimensions"),
     ],
 )

@@ -313,8 +313,8 @@ def test_denoise_parameter_that_does_not_apply_to_the_model_is_refused(
 
 
 def test_train_parameter_that_does_not_apply_is_refused(tmp_path, image, capsys, no_training):
-    assert main(["train", str(image), "-o", str(tmp_path / "m.n2s"), "--sigma", "10",
-                 "--gain", "2", *TINY]) == 2
+    assert main(["train", str(image), "-o", str(tmp_path / "m.n2s"), "--noise", "gaussian",
+                 "--sigma", "10", "--gain", "2", *TINY]) == 2
     assert "gain does not apply to gaussian" in one_line(capsys.readouterr().err)
 
 

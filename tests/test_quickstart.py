@@ -60,3 +60,25 @@ def test_gui_missing_file_is_one_clear_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "no such file" in done.stderr
+
+
+def test_auto_is_the_default_noise_model_everywhere_and_parameters_still_win():
+    import inspect
+
+    from napari_noise2score import _commands
+    from napari_noise2score.api import make_config
+    from napari_noise2score.cli import build_parser
+    from napari_noise2score.core.config import TrainConfig
+
+    assert TrainConfig().noise == "auto" and make_config().noise == "auto"
+    for command in ("train", "run"):
+        args = build_parser().parse_args([command, "x.tif", "-o", "m"])
+        assert make_config(noise=args.noise).noise == "auto"
+    assert inspect.signature(_commands.train).parameters["noise"].default is None
+    assert make_config(noise=None).noise == "auto"
+    # explicit parameters name the model
+    assert make_config(sigma=25).noise == "gaussian"
+    assert make_config(gain=2).noise == "poisson"
+    assert make_config(gain=2, sigma=3).noise == "poisson-gaussian"
+    assert make_config(shape=50).noise == "gamma"
+    assert make_config(noise="gaussian", sigma=5).noise == "gaussian"

@@ -122,7 +122,7 @@ def _command(func: Callable) -> Callable:
 def train(
     inputs: str | list[str],
     output: str,
-    noise: str = "gaussian",
+    noise: str | None = None,
     sigma: float | None = None,
     gain: float | None = None,
     shape: float | None = None,
@@ -140,8 +140,9 @@ def train(
 ) -> str:
     """Train on image files (files, folders, globs) and save the model to ``output``.
 
-    ``series`` chooses the image series of TIFFs that hold several. Returns the model
-    file's path.
+    ``noise`` None: estimated ("auto"), unless the parameters given name a model (sigma
+    alone: gaussian; gain: poisson; both: poisson-gaussian; shape: gamma). ``series``
+    chooses the image series of TIFFs that hold several. Returns the model file's path.
     """
     from dataclasses import replace
 

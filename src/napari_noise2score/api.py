@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core.config import TrainConfig
+from .core.config import AUTO, TrainConfig
 from .core.device import select_device
 from .core.errors import Noise2ScoreError
 from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
@@ -25,14 +25,25 @@ _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
 def make_config(config: TrainConfig | None = None, **overrides) -> TrainConfig:
-    """A validated TrainConfig: ``config`` (or the defaults) with keyword overrides applied."""
-    from .core.noise import check_applicable
+    """A validated TrainConfig: ``config`` (or the defaults) with keyword overrides applied.
+
+    The default noise model is ``auto`` (estimated from the images); noise parameters given
+    without a model name it (``sigma`` alone: Gaussian, ``gain``: Poisson, both:
+    Poisson-Gaussian, ``shape``: Gamma).
+    """
+    from .core.noise import check_applicable, model_for
 
     unknown = sorted(set(overrides) - _CONFIG_FIELDS)
     if unknown:
         raise Noise2ScoreError(f"unknown training options: {', '.join(unknown)}")
+    given = {k: overrides.get(k) for k in ("sigma", "gain", "shape")}
+    if overrides.get("noise") is None:
+        overrides.pop("noise", None)
+        base = config or TrainConfig()
+        if base.noise == AUTO and model_for(**given):  # explicit parameters win over auto
+            overrides["noise"] = model_for(**given)
     config = replace(config or TrainConfig(), **overrides)
-    check_applicable(config.noise, **{k: overrides.get(k) for k in ("sigma", "gain", "shape")})
+    check_applicable(config.noise, **given)
     return config.validate()
 
 

@@ -38,9 +38,10 @@ def _on_sigterm(signum, frame) -> None:
 def _add_noise_options(p: argparse.ArgumentParser, with_model: bool) -> None:
     g = p.add_argument_group("noise (intensities in the input's own units)")
     if with_model:
-        g.add_argument("--noise", choices=(AUTO, *NOISE_MODELS), default="gaussian",
-                       help="noise model; 'auto' estimates it and its parameters from the "
-                       "images (default: gaussian)")
+        g.add_argument("--noise", choices=(AUTO, *NOISE_MODELS), default=None,
+                       help="noise model; 'auto' (the default) estimates it and its "
+                       "parameters from the images; noise parameters given alone name "
+                       "it (--sigma: gaussian, --gain: poisson, both: poisson-gaussian)")
         g.add_argument("--offset", type=float, default=0.0,
                        help="camera offset (dark level) subtracted before denoising")
     g.add_argument("--sigma", type=float,

@@ -34,7 +34,7 @@ class TrainConfig:
     sizes must lie in ``LIMITS`` (checked by ``validate``, also when a model is loaded).
     """
 
-    noise: str = "gaussian"
+    noise: str = AUTO
     sigma: float | None = None
     gain: float | None = None
     shape: float | None = None

@@ -75,6 +75,18 @@ class NoiseParams:
         )
 
 
+def model_for(sigma: float | None = None, gain: float | None = None,
+              shape: float | None = None) -> str | None:
+    """The noise model that the given parameters describe, when no model was named: a
+    sigma alone is Gaussian, a gain Poisson (with a sigma, Poisson-Gaussian), a shape Gamma;
+    None when none (or a mix that no model takes) was given."""
+    given = frozenset(n for n, v in (("sigma", sigma), ("gain", gain), ("shape", shape))
+                      if v is not None)
+    return {frozenset({"sigma"}): "gaussian", frozenset({"gain"}): "poisson",
+            frozenset({"gain", "sigma"}): "poisson-gaussian",
+            frozenset({"shape"}): "gamma"}.get(given)
+
+
 def check_applicable(model: str, **given: float | None) -> None:
     """Raise Noise2ScoreError for a parameter given (not None) that ``model`` does not take,
     e.g. a gain for Gaussian noise, instead of silently ignoring it."""
