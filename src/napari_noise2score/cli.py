@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -108,7 +109,7 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average each tile's score over its 8 flips and quarter turns; "
                    "--no-tta: one forward pass per tile, 8x faster, noisier (default: the "
-                   "model's setting, on unless it was trained with tta off)")
+                   "model's setting; auto: the average for inputs up to 3.1 Mpx)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="data type of the results: float32 (default), or the input's own "
                    "(same: rounded and clipped to its integer range)")
@@ -249,6 +250,18 @@ def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable:
     return model
 
 
+def _tta_line(model, job, args) -> str:
+    """Which averaging the denoising uses: for one input, what its size gives."""
+    from .core.inference import describe_tta
+    from .io.lazy import open_lazy
+
+    n_pixels = None
+    if job is not None and model.config.tta is None:
+        with contextlib.suppress(Noise2ScoreError):  # reported with the file's own error
+            n_pixels = open_lazy(job.source, args.axes, args.series)[0].size
+    return describe_tta(model.config.tta, n_pixels)
+
+
 def _denoise_files(model, jobs, args) -> None:
     """Denoise the jobs as a batch: skip finished outputs, report failures, print a summary;
     raise BatchFailed when any file failed."""
@@ -260,6 +273,7 @@ def _denoise_files(model, jobs, args) -> None:
     model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
     memory = None if args.memory is None else int(args.memory * 2**20)
     single = len(jobs) == 1
+    print(f"denoising: {_tta_line(model, jobs[0] if single else None, args)}", file=sys.stderr)
     tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
 
     def progress_for(job: Job):

@@ -29,8 +29,9 @@ class TrainConfig:
     ``decorrelate`` is the pixel stride of the sub-images the score is learned and applied
     on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
     measured noise correlation at training. ``mixed_mode`` and ``tta`` (the score averaged
-    over the 8 flips and quarter turns of each tile: 8 forward passes) act at denoising and
-    can be changed on a trained model (``Noise2ScoreModel.with_options``). Network and batch
+    over the 8 flips and quarter turns of each tile: 8 forward passes; ``None``: only for
+    inputs of at most ``inference.TTA_AUTO_PIXELS``) act at denoising and can be changed on
+    a trained model (``Noise2ScoreModel.with_options``). Network and batch
     sizes must lie in ``LIMITS`` (checked by ``validate``, also when a model is loaded).
     """
 
@@ -40,7 +41,7 @@ class TrainConfig:
     shape: float | None = None
     offset: float = 0.0
     mixed_mode: str = "gaussian-then-poisson"
-    tta: bool = True
+    tta: bool | None = None
     axes: str | None = None
     max_seconds: float | None = 120.0
     max_steps: int | None = None

@@ -19,6 +19,12 @@ DEFAULT_TILE = 1024
 MEAN_RADIUS = 8.0
 
 
+#: With ``tta=None`` (auto), inputs of at most this many pixels (all planes together) are
+#: denoised with the 8-fold average, larger ones with one pass per tile: the average adds
+#: 0.2-0.8 dB on the FMD images but costs 8x (docs/benchmarks.md), which is about 10 s at
+#: this size on a 2-core CPU and an hour on a 2-gigapixel stack.
+TTA_AUTO_PIXELS = 3 * 2**20
+
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
 
@@ -61,6 +67,25 @@ def default_overlap(net: ScoreUNet) -> int:
     """The default tile halo: the receptive radius rounded up to the network's multiple."""
     m = net.multiple
     return -(-receptive_radius(net) // m) * m
+
+
+def resolve_tta(tta: bool | None, n_pixels: int) -> bool:
+    """Whether to average over the 8 flips and turns: ``tta`` when given, else (auto) only
+    for inputs of at most ``TTA_AUTO_PIXELS``."""
+    return bool(tta) if tta is not None else n_pixels <= TTA_AUTO_PIXELS
+
+
+def describe_tta(tta: bool | None, n_pixels: int | None = None) -> str:
+    """How an input is (or inputs are) denoised, in words for progress output."""
+    mpx = TTA_AUTO_PIXELS / 1e6
+    if tta is None and n_pixels is None:
+        return (f"8-fold average over flips and turns for inputs up to {mpx:.1f} Mpx, one "
+                "pass per tile above (auto; --tta / --no-tta force one)")
+    used = resolve_tta(tta, n_pixels or 0)
+    how = "8-fold average over flips and turns" if used else "one pass per tile"
+    if tta is None:
+        return f"{how} (auto: {n_pixels / 1e6:.2f} Mpx {'<=' if used else '>'} {mpx:.1f} Mpx)"
+    return f"{how} (the model's or the given setting)"
 
 
 def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -198,6 +223,7 @@ def denoise_array(
     check_image(data)
     planes, axes = to_planes(data, axes)
     scaled = scaled_noise(model, noise)
+    model = model.with_options(tta=resolve_tta(model.config.tta, planes.size))
     model.net.eval()
     out = np.empty(planes.shape, dtype=np.float32)
     for i, plane in enumerate(planes):

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import Cancelled, InputFileError, Noise2ScoreError
-from .inference import ProgressFn, StopFn, default_overlap, denoise_plane, scaled_noise
+from .inference import (
+    ProgressFn,
+    StopFn,
+    default_overlap,
+    denoise_plane,
+    resolve_tta,
+    scaled_noise,
+)
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams
@@ -133,7 +140,9 @@ class TiledDenoiser:
     ) -> None:
         net = model.net
         m = net.multiple
-        self.model = model
+        #: whether tiles are averaged over the 8 flips and turns (auto: by the input's size)
+        self.tta = resolve_tta(model.config.tta, math.prod(shape))
+        self.model = model.with_options(tta=self.tta)
         self.layout = PlaneLayout(tuple(shape), check_axes(axes, len(shape)))
         self.scaled = scaled_noise(model, noise)
         overlap = default_overlap(net) if overlap is None else overlap

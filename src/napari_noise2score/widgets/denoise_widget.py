@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import Cancelled, Noise2ScoreError
-from ..core.inference import DEFAULT_TILE
+from ..core.inference import DEFAULT_TILE, TTA_AUTO_PIXELS
 from ..core.stack import infer_axes
 from ._common import (
     LayerPicker,
@@ -36,6 +36,8 @@ from ._common import (
 from ._session import store_for
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
+#: Choices of the "quality" field and the model's tta setting they give (None: by size).
+QUALITY = {"auto": None, "best (8-fold average)": True, "fast (one pass)": False}
 
 
 class DenoiseWidget(QWidget):
@@ -79,9 +81,11 @@ class DenoiseWidget(QWidget):
         self.tile.setValue(DEFAULT_TILE)
         self.tile.setSuffix(" px")
         self.tile.setToolTip("tile size: smaller tiles use less memory")
-        self.tta = QCheckBox("average over 8 flips and turns")
-        self.tta.setChecked(True)
-        self.tta.setToolTip("test-time augmentation: a cleaner result, 8x the denoising time")
+        self.tta = QComboBox()
+        self.tta.addItems(list(QUALITY))
+        self.tta.setToolTip(
+            "best: the score averaged over 8 flips and turns (8x the time); fast: one pass; "
+            f"auto: best for layers up to {TTA_AUTO_PIXELS / 1e6:.1f} Mpx, fast above")
         form.addRow("output", self.output)
         form.addRow("tile size", self.tile)
         form.addRow("quality", self.tta)
@@ -130,6 +134,7 @@ class DenoiseWidget(QWidget):
             self._param_labels[name].setVisible(name in needs)
             if getattr(cfg, name) is not None:
                 box.setValue(getattr(cfg, name))
+        self.tta.setCurrentText({v: k for k, v in QUALITY.items()}[cfg.tta])
         # a Poisson-type model's gain is fixed by its training domain
         self.params["gain"].setEnabled(not cfg.count_domain)
         text = f"{cfg.noise} model, {self.store.source} ({model.steps} steps)"
@@ -181,7 +186,7 @@ class DenoiseWidget(QWidget):
         try:
             if model is None:
                 raise Noise2ScoreError("there is no model: train one or load a model file")
-            model = model.with_options(tta=self.tta.isChecked())
+            model = _with_tta(model, QUALITY[self.tta.currentText()])
             layer = self.layer_picker.layer()
             if is_lazy(layer):
                 self._add_lazy(layer, model)
@@ -277,3 +282,8 @@ class DenoiseWidget(QWidget):
         self.last_error = str(exc)
         self.status.setText(f"error: {exc}")
         show_error(f"Noise2Score: {exc}")
+
+
+def _with_tta(model: Any, tta: bool | None) -> Any:
+    """The model denoising with the quality field's setting (None: auto, by size)."""
+    return replace(model, config=replace(model.config, tta=tta))
