@@ -23,3 +23,7 @@ class AxesError(Noise2ScoreError):
 
 class OutputError(Noise2ScoreError):
     """An output that cannot be written: read-only or full disk, or it would overwrite the input."""
+
+
+class ExportError(Noise2ScoreError):
+    """A model the bioimage.io export cannot reproduce exactly, or a package it cannot write."""

@@ -1,0 +1,1 @@
+"""Sharing models: the denoiser as TorchScript and bioimage.io model packages."""
