@@ -81,8 +81,39 @@ def estimate_noise(images: np.ndarray | Sequence[np.ndarray], axes: str | None =
 
 
 def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreModel:
-    """Read a model saved with ``model.save(path)``."""
+    """Read a model saved with ``model.save(path)``, or a bioimage.io package (.zip)
+    exported by this plugin (validated first; ModelFileError when foreign or altered)."""
+    from .export.bioimageio import import_package, is_package
+
+    if is_package(path):
+        return import_package(path, select_device(device))
     return Noise2ScoreModel.load(path, select_device(device))
+
+
+def export_bioimageio(
+    model: Noise2ScoreModel | str | os.PathLike,
+    path: str | os.PathLike,
+    image: np.ndarray | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    authors: Sequence[str] | None = None,
+    training_data: str | None = None,
+    license: str = "CC-BY-4.0",
+    tta: bool = False,
+) -> Path:
+    """Write a model (or model file) as a bioimage.io model package ``path`` (.zip).
+
+    ``image``: data the model was trained on, for the package's test input/output pair
+    (without one, a synthetic image with the model's noise). The whole denoiser is one
+    TorchScript module; ``tta`` makes it average over the 8 flips and turns. Needs the
+    ``bioimageio`` extra; a model the export cannot reproduce exactly raises ExportError.
+    """
+    from .export.bioimageio import export_package
+
+    if not isinstance(model, Noise2ScoreModel):
+        model = load_model(model, "cpu")
+    return export_package(model, path, image, name, description, authors, training_data,
+                          license, tta)[0]
 
 
 def denoise(

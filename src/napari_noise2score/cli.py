@@ -1,4 +1,4 @@
-"""Command line: ``napari-noise2score train|denoise|run|estimate|demo`` over the API."""
+"""Command line: ``napari-noise2score train|denoise|run|estimate|demo|export`` over the API."""
 
 from __future__ import annotations
 
@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("denoise", help="denoise images with a trained model")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True,
+                   help="a .n2s model, or a bioimage.io package (.zip) exported by this plugin")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output .tif/.tiff or .zarr for one input, else a folder")
     p.add_argument("--device", default="auto")
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--steps", type=int, help="train for this many steps instead")
     p.add_argument("--device", default="auto")
+    from .export.cli import add_export_parser
+
+    add_export_parser(sub)
     p = sub.add_parser("gui", help="open napari with both widgets and FILES (or the sample)")
     p.add_argument("files", nargs="*", type=Path, help="images to open (default: the sample)")
     return parser
@@ -460,8 +464,14 @@ def cmd_gui(args: argparse.Namespace) -> None:
     run_gui(args.files)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export.cli import run_export
+
+    run_export(args)
+
+
 COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo,
-            "estimate": cmd_estimate, "gui": cmd_gui}
+            "estimate": cmd_estimate, "gui": cmd_gui, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -356,13 +356,12 @@ def _need(value: float | None, name: str) -> float:
 
 def check_exportable(config: TrainConfig) -> None:
     """Raise ExportError (one line) for a configuration the pieces do not reproduce."""
-    defaults = TrainConfig()
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if f.name not in HANDLED_FIELDS and value != getattr(defaults, f.name):
+        if f.name not in HANDLED_FIELDS and value != f.default:
             raise ExportError(
                 f"the bioimage.io export does not reproduce {f.name}={value!r} yet; export "
-                f"a model trained with {f.name}={getattr(defaults, f.name)!r}")
+                f"a model trained with {f.name}={f.default!r}")
     if config.noise not in ("gaussian", "gamma", "poisson", "poisson-gaussian"):
         raise ExportError(f"the model's noise model is {config.noise!r}: only a trained "
                           "model (with a resolved noise model) can be exported")
