@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up: a virtual environment (.venv) with napari-noise2score, the torch build
 # that suits this machine (CUDA where an NVIDIA GPU is present, MPS on macOS, else a small
-# CPU build), napari with Qt 6, and the test and benchmark tools.
+# CPU build), napari with Qt 6, the test and benchmark tools, and bioimageio.spec/core for
+# bioimage.io model packages (docs/export.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -24,5 +25,5 @@ else
         || pip install "torch>=2.1"
 fi
 
-pip install -e ".[testing,benchmarks]"
+pip install -e ".[testing,benchmarks,bioimageio]"
 echo "ready: . $VENV/bin/activate"

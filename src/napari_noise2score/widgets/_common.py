@@ -158,7 +158,8 @@ def ask_model_path(parent: QWidget) -> str:
     from qtpy.QtWidgets import QFileDialog
 
     path, _ = QFileDialog.getOpenFileName(parent, "Load model", "",
-                                          "Noise2Score model (*.n2s);;All files (*)")
+                                          "Noise2Score model (*.n2s *.zip);;"
+                                          "bioimage.io package (*.zip);;All files (*)")
     return path
 
 

@@ -152,6 +152,9 @@ class TrainWidget(QWidget):
         self.stop_button.setEnabled(False)
         self.save_button = QPushButton("Save model…")
         self.load_button = QPushButton("Load model…")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("write the model as a bioimage.io package (.zip), to run "
+                                      "in deepImageJ, ilastik or bioimageio.core")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -165,6 +168,7 @@ class TrainWidget(QWidget):
         files = QHBoxLayout()
         files.addWidget(self.save_button)
         files.addWidget(self.load_button)
+        files.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.advanced)
@@ -182,6 +186,7 @@ class TrainWidget(QWidget):
         self.stop_button.clicked.connect(self.stop_training)
         self.save_button.clicked.connect(self._save_dialog)
         self.load_button.clicked.connect(self._load_dialog)
+        self.export_button.clicked.connect(self._export_dialog)
         self._show_params(self.noise.currentText())
         self._layer_changed(self.layer_picker.currentText())
 
@@ -335,6 +340,7 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.load_button.setEnabled(not running)
+        self.export_button.setEnabled(not running)
         self.estimate_button.setEnabled(not running)
 
     def _error(self, exc: BaseException) -> None:
@@ -364,6 +370,27 @@ class TrainWidget(QWidget):
             return
         self.set_config(model.config)
         self.status.setText(f"loaded {path}")
+
+    def export_model(self, path: str | Path) -> None:
+        """Write the model as a bioimage.io package, its test pair from the training layer."""
+        from ..export.widget import export_from_viewer
+
+        if self.store.model is None:
+            self._error(Noise2ScoreError("there is no model yet: train or load one first"))
+            return
+        try:
+            export_from_viewer(self.viewer, self.store.model, path,
+                               getattr(self, "_training_layer", None))
+        except Noise2ScoreError as exc:
+            self._error(exc)
+            return
+        self.status.setText(f"exported {path}")
+
+    def _export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export to bioimage.io", "model.zip",
+                                              "bioimage.io package (*.zip)")
+        if path:
+            self.export_model(path)
 
     def _save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.n2s",
