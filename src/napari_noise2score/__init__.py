@@ -12,17 +12,19 @@ except Exception:  # pragma: no cover - source tree not installed
     __version__ = "unknown"
 
 __all__ = ["TrainConfig", "denoise", "denoise_batch", "denoise_file", "estimate_noise",
-           "load_model", "open_lazy", "train"]
+           "export_bioimageio", "load_model", "open_lazy", "train"]
 
 if TYPE_CHECKING:
-    from .api import denoise, denoise_file, estimate_noise, load_model, open_lazy, train
+    from .api import (denoise, denoise_file, estimate_noise, export_bioimageio, load_model,
+                      open_lazy, train)
     from .batch import denoise_batch
     from .core.config import TrainConfig
 
 
 def __getattr__(name: str):
     """Import torch-backed parts only when first used (napari loads plugins at start-up)."""
-    if name in ("train", "denoise", "load_model", "denoise_file", "open_lazy", "estimate_noise"):
+    if name in ("train", "denoise", "load_model", "denoise_file", "open_lazy", "estimate_noise",
+                "export_bioimageio"):
         from . import api
 
         return getattr(api, name)

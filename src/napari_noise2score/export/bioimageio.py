@@ -123,7 +123,8 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         "## Noise model", "",
         f"- noise model: **{cfg.noise}**"
         + ("" if not cfg.count_domain else f", mixed-noise mode {cfg.mixed_mode}"),
-        *(f"- {k}: {v:g} (input intensity units)" for k, v in params.items()),
+        *(f"- {_PARAM_NAMES[k]}: {v:g}" + ("" if k == "shape" else " (input intensity units)")
+          for k, v in params.items()),
         f"- camera offset: {cfg.offset:g}",
         f"- intensity scale: {model.scale:g} (input intensity mapped to 1.0)",
         f"- final training perturbation sigma_a: {model.final_sigma_a:g}",
@@ -139,6 +140,9 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         "the local mean of the data (Gaussian of std 8 px) and goes back to input units. "
         + ("Each input is averaged over its 8 flips and quarter turns (test-time "
            "augmentation)." if tta else "One pass per input, no test-time augmentation."),
+        "", f"Tiling: a consumer that cuts large images into tiles should give each tile a "
+        f"halo of at least {halo_px(model)} pixels (the network's receptive field plus the "
+        "local-mean filter's reach) to get the whole-image result.",
         "", "Input and output: (batch, channel=1, y, x), float32, in the camera's intensity "
         "units; each batch entry is one 2D plane. Integer images are converted to float32 "
         "(the plugin keeps saturated integer pixels; this module does not know the type).",
@@ -150,6 +154,19 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         "or Load model in the widgets.", "",
     ]
     return "\n".join(lines)
+
+
+_PARAM_NAMES = {"sigma": "sigma (Gaussian std; read noise for poisson-gaussian)",
+                "gain": "gain zeta (intensity of one photon count)", "shape": "Gamma shape k"}
+
+
+def halo_px(model: Noise2ScoreModel) -> int:
+    """Pixels a tile needs around it for the whole-image result: the network's receptive
+    field (``core.inference.default_overlap``) plus the local-mean filter's reach."""
+    from ..core.inference import MEAN_RADIUS, default_overlap
+    from .torchscript import TRUNCATE
+
+    return default_overlap(model.net) + int(TRUNCATE * MEAN_RADIUS + 0.5)
 
 
 def export_package(
@@ -200,6 +217,8 @@ def export_package(
         model.save(tmp / MODEL_FILE)
         np.save(tmp / "test_input.npy", plane[None, None])
         np.save(tmp / "test_output.npy", out.astype(np.float32))
+        _write_tiff(tmp / "sample_input.tif", plane)
+        _write_tiff(tmp / "sample_output.tif", out[0, 0])
         _cover(plane, out[0, 0], tmp / "cover.png")
         (tmp / "README.md").write_text(
             _readme(model, name, description, data_text, test_source, tta), encoding="utf-8")
@@ -250,10 +269,12 @@ def _describe(model: Noise2ScoreModel, tmp: Path, name: str, description: str,
         inputs=[m.InputTensorDescr(
             id=raw, axes=axes(False), description=f"noisy 2D planes, {units}",
             test_tensor=m.FileDescr(source=tmp / "test_input.npy"),
+            sample_tensor=m.FileDescr(source=tmp / "sample_input.tif"),
             data=m.IntervalOrRatioDataDescr(type="float32"))],
         outputs=[m.OutputTensorDescr(
             id=out_id, axes=axes(True), description=f"denoised planes, {units}",
             test_tensor=m.FileDescr(source=tmp / "test_output.npy"),
+            sample_tensor=m.FileDescr(source=tmp / "sample_output.tif"),
             data=m.IntervalOrRatioDataDescr(type="float32"))],
         weights=m.WeightsDescr(
             pytorch_state_dict=m.PytorchStateDictWeightsDescr(
@@ -268,6 +289,12 @@ def _describe(model: Noise2ScoreModel, tmp: Path, name: str, description: str,
                 comment="the whole denoiser; needs only PyTorch")),
         config=m.Config(**{CONFIG_KEY: ours}),
     )
+
+
+def _write_tiff(path: Path, plane: np.ndarray) -> None:
+    import tifffile
+
+    tifffile.imwrite(path, np.asarray(plane, np.float32))
 
 
 def _user() -> str:
