@@ -15,8 +15,15 @@ __all__ = ["TrainConfig", "denoise", "denoise_batch", "denoise_file", "estimate_
            "export_bioimageio", "load_model", "open_lazy", "train"]
 
 if TYPE_CHECKING:
-    from .api import (denoise, denoise_file, estimate_noise, export_bioimageio, load_model,
-                      open_lazy, train)
+    from .api import (
+        denoise,
+        denoise_file,
+        estimate_noise,
+        export_bioimageio,
+        load_model,
+        open_lazy,
+        train,
+    )
     from .batch import denoise_batch
     from .core.config import TrainConfig
 
