@@ -17,7 +17,7 @@ from napari_noise2score.api import denoise, export_bioimageio, load_model, train
 from napari_noise2score.cli import main  # noqa: E402
 from napari_noise2score.core.errors import ExportError, ModelFileError  # noqa: E402
 from napari_noise2score.core.noise import NoiseParams, simulate  # noqa: E402
-from napari_noise2score.export.bioimageio import require_bioimageio  # noqa: E402
+from napari_noise2score.export.bioimageio import halo_px, require_bioimageio  # noqa: E402
 
 TINY = dict(width=8, depth=2, max_steps=60, max_seconds=None, patch_size=32, batch_size=4,
             device="cpu", tta=False)
@@ -58,7 +58,9 @@ def test_package_passes_bioimageio_validation(trained):
     names = set(zipfile.ZipFile(package).namelist())
     assert {"cover.png", "README.md", "model.n2s", "test_input.npy"} <= names
     readme = zipfile.ZipFile(package).read("README.md").decode()
-    assert "poisson-gaussian" in readme and "gain: 2" in readme and "synthetic 80" in readme
+    assert "poisson-gaussian" in readme and "synthetic 80" in readme
+    assert "gain zeta (intensity of one photon count): 2 (input intensity units)" in readme
+    assert f"halo of at least {halo_px(trained[0])} pixels" in readme
     summary = test_model(package, weight_format="torchscript", devices=["cpu"])
     assert summary.status == "passed", summary.format()
 
