@@ -1,7 +1,6 @@
 """bioimage.io packages: export a trained model, validate it with bioimageio.spec, run it
 with bioimageio.core, import it back; corrupt, altered and foreign packages are refused."""
 
-import shutil
 import sys
 import zipfile
 
@@ -18,6 +17,7 @@ from napari_noise2score.cli import main  # noqa: E402
 from napari_noise2score.core.errors import ExportError, ModelFileError  # noqa: E402
 from napari_noise2score.core.noise import NoiseParams, simulate  # noqa: E402
 from napari_noise2score.export.bioimageio import halo_px, require_bioimageio  # noqa: E402
+from test_torchscript_export import NOISES, perturbed_model  # noqa: E402
 
 TINY = dict(width=8, depth=2, max_steps=60, max_seconds=None, patch_size=32, batch_size=4,
             device="cpu", tta=False)
@@ -76,6 +76,19 @@ def test_bioimageio_core_prediction_equals_plugin_denoise(trained):
     expected = denoise(image, model.with_options(tta=False))
     assert np.abs(expected - image).max() > 1.0
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("noise", NOISES, ids=lambda n: n.get("mixed_mode", n["noise"]))
+def test_every_noise_model_runs_in_bioimageio_core_as_in_the_plugin(noise, tmp_path):
+    from bioimageio.core import Tensor, predict
+
+    model = perturbed_model(decorrelate=2, tta=False, **noise)
+    image = (100 + 50 * np.random.default_rng(6).random((2, 45, 50))).astype(np.float32)
+    package = export_bioimageio(model, tmp_path / "m.zip", image=image)
+    tensor = Tensor.from_numpy(image[:, None], dims=("batch", "channel", "y", "x"))
+    got = predict(model=str(package), inputs={"raw": tensor}).members["denoised"]
+    np.testing.assert_allclose(got.data.to_numpy()[:, 0], denoise(image, model),
+                               rtol=1e-5, atol=1e-3)
 
 
 def test_reimported_package_gives_the_same_result(trained):
@@ -158,10 +171,9 @@ def test_missing_packages_give_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "bioimageio.core", None)
     with pytest.raises(ExportError, match=r"pip install 'napari-noise2score\[bioimageio\]'"):
         require_bioimageio()
-    with pytest.raises(ModelFileError, match="bioimageio"):
-        shutil.copyfile(__file__, tmp_path / "x.zip")
-        with zipfile.ZipFile(tmp_path / "y.zip", "w") as z:
-            z.writestr("rdf.yaml", "x")
+    with zipfile.ZipFile(tmp_path / "y.zip", "w") as z:
+        z.writestr("rdf.yaml", "x")
+    with pytest.raises(ModelFileError, match=r"napari-noise2score\[bioimageio\]"):
         load_model(tmp_path / "y.zip")
 
 
@@ -171,7 +183,11 @@ def test_export_without_an_image_uses_a_synthetic_one(trained, tmp_path, capsys)
     model.save(model_file)
     assert main(["export", str(model_file), "-o", str(tmp_path / "s.zip")]) == 0
     assert "synthetic sample" in capsys.readouterr().out
-    assert main(["export", str(model_file), "-o", str(tmp_path / "s.n2s")]) == 2
+    for output in (tmp_path / "s.n2s", tmp_path / "s.zip" / "x.zip"):  # not a .zip; a file
+        assert main(["export", str(model_file), "-o", str(output)]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["export", str(tmp_path / "s.zip"), "-o", str(tmp_path / "s.zip")]) == 2
+    assert "package" in capsys.readouterr().err
 
 
 def test_widgets_export_and_load_a_package(trained, make_napari_viewer, tmp_path):

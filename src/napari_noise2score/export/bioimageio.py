@@ -89,6 +89,10 @@ def test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[np.nd
     return crop, source
 
 
+def _weights_bytes(model: Noise2ScoreModel) -> int:
+    return sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
+
+
 def _plugin_denoise(model: Noise2ScoreModel, plane: np.ndarray) -> np.ndarray:
     from ..core.inference import denoise_array
 
@@ -188,10 +192,13 @@ def export_package(
     module disagrees with the plugin's own denoising of the test image.
     """
     require_bioimageio()
+    from ..io.outputs import check_location
+
     path = Path(path)
     if not is_package(path):
         raise ExportError(f"a bioimage.io package is a .zip file, not {path.name}")
     check_exportable(model.config)
+    check_location(path, 3 * _weights_bytes(model) + 2**21, what="package")
     plane, test_source = test_plane(model, image)
     denoiser = build_denoiser(model, tta)
     scripted = torch.jit.script(denoiser)

@@ -27,14 +27,16 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from ..api import load_model
     from ..io.lazy import open_lazy, training_planes
-    from .bioimageio import export_package, require_bioimageio
+    from ..io.outputs import refuse_inputs
+    from .bioimageio import TEST_SIZE, export_package, require_bioimageio
 
     require_bioimageio()  # before any work
+    refuse_inputs(args.output, [args.model, *([args.image] if args.image else [])], "package")
     model = load_model(args.model, "cpu")
     image = None
-    if args.image is not None:
+    if args.image is not None:  # one plane's centre, read without loading the file whole
         data, axes = open_lazy(args.image, args.axes)
-        image = training_planes(data, axes)
+        image = training_planes(data, axes, max_bytes=4 * TEST_SIZE * TEST_SIZE)
     authors = [a.strip() for a in args.authors.split(";") if a.strip()] if args.authors \
         else None
     path, source = export_package(model, args.output, image, args.name, args.description,
