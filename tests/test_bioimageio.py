@@ -188,6 +188,8 @@ def test_export_without_an_image_uses_a_synthetic_one(trained, tmp_path, capsys)
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["export", str(tmp_path / "s.zip"), "-o", str(tmp_path / "s.zip")]) == 2
     assert "package" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="at least 8 x 8 pixels"):
+        export_bioimageio(model, tmp_path / "small.zip", image=np.ones((4, 30), np.float32))
 
 
 def test_widgets_export_and_load_a_package(trained, make_napari_viewer, tmp_path):

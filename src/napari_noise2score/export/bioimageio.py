@@ -58,7 +58,7 @@ def is_package(path: str | os.PathLike) -> bool:
 
 
 # ---- export -------------------------------------------------------------------------------
-def test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[np.ndarray, str]:
+def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[np.ndarray, str]:
     """A float32 2D plane for the test pair, and a sentence saying where it came from.
 
     ``image`` (the training data, or an image like it): the centre crop of its first plane;
@@ -86,6 +86,10 @@ def test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[np.nd
     h, w = plane.shape
     y0, x0 = max(0, (h - TEST_SIZE) // 2), max(0, (w - TEST_SIZE) // 2)
     crop = np.ascontiguousarray(plane[y0:y0 + TEST_SIZE, x0:x0 + TEST_SIZE], np.float32)
+    least = model.net.multiple
+    if min(crop.shape) < least:
+        raise ExportError(f"the test image must be at least {least} x {least} pixels (the "
+                          f"network's multiple), not {h} x {w}")
     return crop, source
 
 
@@ -199,7 +203,7 @@ def export_package(
         raise ExportError(f"a bioimage.io package is a .zip file, not {path.name}")
     check_exportable(model.config)
     check_location(path, 3 * _weights_bytes(model) + 2**21, what="package")
-    plane, test_source = test_plane(model, image)
+    plane, test_source = make_test_plane(model, image)
     denoiser = build_denoiser(model, tta)
     scripted = torch.jit.script(denoiser)
     with torch.inference_mode():
@@ -229,7 +233,11 @@ def export_package(
         _cover(plane, out[0, 0], tmp / "cover.png")
         (tmp / "README.md").write_text(
             _readme(model, name, description, data_text, test_source, tta), encoding="utf-8")
-        descr = _describe(model, tmp, name, description, authors, license, data_text, tta)
+        try:
+            descr = _describe(model, tmp, name, description, authors, license, data_text, tta)
+        except ValueError as exc:  # pydantic's ValidationError: a bad name, licence, author
+            raise ExportError(f"the package description is invalid: {_pydantic_line(exc)}") \
+                from None
         zipped = tmp / "package.zip"
         _save(descr, zipped, validate)
         from ..io.chunked_writer import atomic_output
@@ -322,6 +330,19 @@ def _save(descr: Any, zipped: Path, validate: bool) -> None:
             from None
     if validate:
         _load_valid(zipped, ExportError, "the written package")
+
+
+def _pydantic_line(exc: Exception) -> str:
+    """The first error of a pydantic ValidationError (else the message), in one line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("func"))
+        msg = (str(first.get("msg", "")).splitlines() or [""])[0]
+        msg = msg if len(msg) <= 120 else msg[:117] + "..."
+        given = first.get("input")
+        return f"{loc}: {msg}" + (f" (given {given!r})" if isinstance(given, str) else "")
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", type=Path,
                    help="an image the model was trained on, for the package's test input and "
                    "output (default: a synthetic image with the model's noise)")
-    p.add_argument("--axes", help="axes of --image (default: the model's, or inferred)")
+    p.add_argument("--axes", help="axes of --image (default: inferred)")
     p.add_argument("--name", help="model name (default: 'Noise2Score NOISE denoiser')")
     p.add_argument("--description", help="one-sentence description")
     p.add_argument("--authors", help="authors, separated by ';' (default: the user's name)")
@@ -41,5 +41,5 @@ def run_export(args: argparse.Namespace) -> None:
         else None
     path, source = export_package(model, args.output, image, args.name, args.description,
                                   authors, args.training_data, args.license, args.tta)
-    print(f"test image: {source}")
+    print(f"test image: {source}" + (f", from {args.image}" if args.image else ""))
     print(f"wrote {path} (validated with bioimageio.spec)")
