@@ -11,7 +11,8 @@ Each item is perturbed by ratio * its noise std, ratio uniform in ``prior.RATIO_
 the noise-conditioned network learns the score at the total std (``prior.conditioned_loss``).
 
 Checkpoints (weights, optimiser, step, seconds, random states) go to OUT/checkpoint.pt every
-``checkpoint_every`` seconds; a restart resumes from there. OUT/log.jsonl holds one line per
+``checkpoint_every`` seconds; a restart resumes from there. The seconds recorded are CPU
+seconds of the process (one thread), so a paused or crowded run counts only its own work. OUT/log.jsonl holds one line per
 validation: PSNR of zero-shot denoising of clean held-out images (W2S clean FOV 51-60 crops)
 with synthetic Gaussian noise, by the plugin's own denoising path. ``--export FILE`` writes
 the checkpoint's weights with their provenance as a prior file and exits.
@@ -201,12 +202,13 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
     print(f"data: {len(natural.planes)} natural, {len(w2s_planes)} W2S planes "
           f"(W2S noise std {w2s_std * 255:.1f}/255)", flush=True)
     t_session, t_ckpt, t_val = time.perf_counter(), time.perf_counter(), -math.inf
+    cpu0 = time.process_time()  # 'seconds' counts CPU time: a paused run does not count
     base, ema = run.seconds, None
     lo, hi = P.RATIO_RANGE
     run.net.train()
     while not stop["now"]:
         now = time.perf_counter()
-        run.seconds = base + (now - t_session)
+        run.seconds = base + (time.process_time() - cpu0)
         if now - t_val >= cfg.validate_every:
             record = {"step": run.step, "seconds": round(run.seconds, 1), "loss": ema,
                       **validate(run.net, cfg, pairs)}
@@ -232,7 +234,7 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
         if time.perf_counter() - t_ckpt >= cfg.checkpoint_every:
             run.save()
             t_ckpt = time.perf_counter()
-    run.seconds = base + (time.perf_counter() - t_session)
+    run.seconds = base + (time.process_time() - cpu0)
     run.save()
     print(f"saved step {run.step} ({run.seconds:.0f} s)", flush=True)
     return run
