@@ -12,9 +12,10 @@ the noise-conditioned network learns the score at the total std (``prior.conditi
 
 Checkpoints (weights, optimiser, step, seconds, random states) go to OUT/checkpoint.pt every
 ``checkpoint_every`` seconds; a restart resumes from there. The seconds recorded are CPU
-seconds of the process (one thread), so a paused or crowded run counts only its own work. OUT/log.jsonl holds one line per
-validation: PSNR of zero-shot denoising of clean held-out images (W2S clean FOV 51-60 crops)
-with synthetic Gaussian noise, by the plugin's own denoising path. ``--export FILE`` writes
+seconds of the process (one thread), so a paused or crowded run counts only its own work.
+OUT/log.jsonl holds one line per validation: PSNR of zero-shot denoising of clean held-out
+images (W2S clean FOV 51-60 crops) with synthetic Gaussian noise, by the plugin's own
+denoising path. ``--export FILE`` writes
 the checkpoint's weights with their provenance as a prior file and exits.
 
     python scripts/pretrain.py --out /work/prior-run --data ../shared/data

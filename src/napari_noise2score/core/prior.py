@@ -191,3 +191,62 @@ def pretrained_model(sigma: float, scale: float = 255.0, device: str = "cpu", **
     model.steps = int(prior.provenance.get("steps", 0))
     model.seconds = float(prior.provenance.get("seconds", 0.0))
     return model
+
+
+#: The name that stands for the shipped prior wherever a model file is asked for.
+PRETRAINED = "pretrained"
+
+
+def unbound_model(device: str = "cpu"):
+    """The shipped prior as a model whose noise is not known yet (``noise="auto"``): bind it
+    to the data with ``bind`` before denoising."""
+    from .config import AUTO, TrainConfig
+    from .model import Noise2ScoreModel, package_version
+
+    prior = load_prior()
+    config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
+                         **prior.arch).validate()
+    model = Noise2ScoreModel(config=config, net=prior.network(), scale=1.0, final_sigma_a=0.0,
+                             steps=int(prior.provenance.get("steps", 0)),
+                             seconds=float(prior.provenance.get("seconds", 0.0)),
+                             version=package_version())
+    return model.to(device)
+
+
+def is_unbound(model) -> bool:
+    return model.conditioned and model.config.noise == "auto"
+
+
+def bind(model, planes, sigma: float | None = None, gain: float | None = None,
+         shape: float | None = None):
+    """The prior ``model`` ready for the data ``planes`` (a sample of 2D planes): Gaussian
+    noise ``sigma`` (input units; estimated from the planes when None) at the planes'
+    intensity scale. Returns (model, a line saying what noise it denoises)."""
+    import copy
+
+    from .estimation import estimate_noise
+    from .stack import intensity_scale
+
+    if gain is not None or shape is not None:
+        check_noise_model("poisson" if gain is not None else "gamma")
+    how = "given"
+    if sigma is None:
+        estimate = estimate_noise([np.asarray(p)[None] for p in planes])
+        check_noise_model(estimate.model)
+        if estimate.stride > 1:
+            raise PriorRangeError("correlated noise is outside the prior's range (independent "
+                                  "Gaussian noise only): train a model (--init scratch)")
+        sigma, how = float(estimate.sigma), "estimated"
+    scale = intensity_scale(list(planes))
+    options = {"tta": model.config.tta, "mixed_mode": model.config.mixed_mode}
+    bound = model_from_net(copy.deepcopy(model.net), sigma, scale, model.steps, model.seconds,
+                           **options)
+    return bound, f"pretrained prior: Gaussian noise sigma = {sigma:.4g} ({how})"
+
+
+def rebind(model, sigma: float | None):
+    """A noise-conditioned ``model`` for another Gaussian ``sigma`` (None: unchanged)."""
+    if sigma is None or not model.conditioned or sigma == model.config.sigma:
+        return model
+    check_noise_std(sigma / model.scale)
+    return model.for_noise(sigma)
