@@ -65,15 +65,13 @@ def choose_start(config: TrainConfig, scale: float) -> Start:
             P.check_noise_model(config.noise)
             if (config.decorrelate or 1) > 1:
                 raise P.PriorRangeError("correlated noise is outside the prior's range "
-                                        "(independent Gaussian noise only): use --init scratch")
+                                        f"(independent Gaussian noise only){P.HINT}")
             model = P.pretrained_model(config.sigma, scale, tta=config.tta, axes=config.axes,
                                        offset=config.offset)
         except P.PriorRangeError as exc:
             if init == "pretrained":
                 raise
-            return Start("scratch", f"training from scratch: {exc}".replace(
-                ": use --init scratch (train a model)", "").replace(": use --init scratch", ""),
-                None)
+            return Start("scratch", f"training from scratch: {exc}".replace(P.HINT, ""), None)
         return Start("pretrained", "fine-tuning the pretrained prior "
                      f"({model.steps} pre-training steps)", model)
     return Start(init, f"fine-tuning {init}", _model_file_start(init, config))
@@ -156,7 +154,7 @@ def iter_finetune(
 ) -> Iterator:
     """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
     ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
-    then TrainDone with the best network measured."""
+    then TrainDone with the best network measured (its steps and seconds: this run's)."""
     from .training import PatchSampler, TrainDone, TrainNote, TrainProgress, choose_patch
 
     device = select_device(config.device)
@@ -177,6 +175,8 @@ def iter_finetune(
     step, fraction, ema, next_check, stopped = 0, 0.0, None, 1.0 / CHECKS, False
     half = (config.batch_size + 1) // 2
     lo, hi = P.RATIO_RANGE
+    domain, noise_w = training_domain(model.config, model.scale)  # sigma_a shown: mid-band
+    shown_sigma_a = (lo + hi) / 2 * noise_w.sigma if model.conditioned else model.final_sigma_a
     net.train()
     while fraction < 1.0:
         if stop is not None and stop():
@@ -207,7 +207,7 @@ def iter_finetune(
             best, best_state, best_step = _keep_better(criterion, net, best, best_state,
                                                        best_step, step)
         eta = elapsed / fraction * (1 - fraction) if fraction < 1 else 0.0
-        yield TrainProgress(step, ema, VAL_RATIO, elapsed, eta, min(fraction, 1.0))
+        yield TrainProgress(step, ema, shown_sigma_a, elapsed, eta, min(fraction, 1.0))
     best, best_state, best_step = _keep_better(criterion, net, best, best_state, best_step, step)
     net.load_state_dict(best_state)
     net.eval()
@@ -220,8 +220,8 @@ def iter_finetune(
                   sigma=model.config.sigma, gain=model.config.gain, shape=model.config.shape,
                   offset=model.config.offset,
                   sigma_a_max=model.config.sigma_a_max, sigma_a_min=model.config.sigma_a_min)
-    done = replace(model, config=cfg.validate(), net=net, steps=model.steps + step,
-                   seconds=model.seconds + time.perf_counter() - started)
+    done = replace(model, config=cfg.validate(), net=net, steps=step,
+                   seconds=time.perf_counter() - started)
     yield TrainDone(done.to(device), stopped)
 
 

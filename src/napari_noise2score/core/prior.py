@@ -34,6 +34,8 @@ PRIOR_ARCH = {"width": 24, "depth": 3, "unshuffle": 2}
 TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
+#: How a refusal ends (dropped where training falls back to scratch by itself).
+HINT = ": train a model from scratch instead (--init scratch)"
 #: The noise channel holds tau / COND_REF (values of order 1).
 COND_REF = 0.1
 
@@ -94,7 +96,7 @@ def check_noise_std(tau: float, what: str = "the noise std") -> float:
     if not (math.isfinite(tau) and lo * 0.999 <= tau <= hi * 1.001):
         raise PriorRangeError(
             f"{what} is {tau * 255:.3g} / 255 of the intensity scale, outside the prior's "
-            f"range ({lo * 255:g} to {hi * 255:g} / 255): use --init scratch (train a model)")
+            f"range ({lo * 255:g} to {hi * 255:g} / 255){HINT}")
     return tau
 
 
@@ -102,8 +104,7 @@ def check_noise_model(noise: str) -> None:
     """Refuse, in one line, any noise model the prior does not serve."""
     if noise != "gaussian":
         raise PriorRangeError(
-            f"{noise} noise is outside the prior's range (Gaussian noise only): "
-            "use --init scratch (train a model)")
+            f"{noise} noise is outside the prior's range (Gaussian noise only){HINT}")
 
 
 @dataclass
@@ -235,7 +236,7 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
         check_noise_model(estimate.model)
         if estimate.stride > 1:
             raise PriorRangeError("correlated noise is outside the prior's range (independent "
-                                  "Gaussian noise only): train a model (--init scratch)")
+                                  f"Gaussian noise only){HINT}")
         sigma, how = float(estimate.sigma), "estimated"
     scale = intensity_scale(list(planes))
     options = {"tta": model.config.tta, "mixed_mode": model.config.mixed_mode}
