@@ -2,9 +2,10 @@
 
 Per Gaussian sigma, the noisy images (float, unclipped, seed 0 + index) are denoised by the
 shipped prior with no training; by the prior fine-tuned on all of them for each budget in
-``--finetune``; by a model trained from scratch for ``--scratch`` seconds; and by BM3D with
-the true sigma. Budgets are wall-clock seconds of ``train`` on this machine (run it pinned
-to one core: ``taskset -c 0 env OMP_NUM_THREADS=1``), with torch limited to ``--threads``.
+``--finetune``; by a model trained from scratch for ``--scratch``; and by BM3D with the true
+sigma. Budgets are wall-clock seconds of ``train`` (run it pinned to one core:
+``taskset -c 0 env OMP_NUM_THREADS=1``; torch limited to ``--threads``), or with
+``--unit steps`` training steps, which do not depend on what else shares the core.
 
     python benchmarks/prior.py --data ../shared/data/set12 --images 01 02 03 --sigmas 25 50
 """
@@ -27,7 +28,7 @@ from napari_noise2score.core.prior import load_prior, psnr
 
 
 def run_sigma(clean: list[np.ndarray], sigma: float, finetune: list[float], scratch: float,
-              seed: int) -> dict:
+              seed: int, unit: str = "seconds") -> dict:
     noisy = [simulate(c, NoiseParams("gaussian", sigma), seed=seed + i).astype(np.float32)
              for i, c in enumerate(clean)]
 
@@ -41,11 +42,14 @@ def run_sigma(clean: list[np.ndarray], sigma: float, finetune: list[float], scra
                                                                              strict=True)]}}
     values, seconds = scores(api.load_model("pretrained", device="cpu"))
     rows["zero-shot prior"] = {"psnr": values, "denoise_s": seconds}
-    for name, budget, init in [*((f"prior + {b:g} s", b, "pretrained") for b in finetune),
-                               (f"scratch {scratch:g} s", scratch, "scratch")]:
+    short = "s" if unit == "seconds" else "steps"
+    for name, budget, init in [*((f"prior + {b:g} {short}", b, "pretrained") for b in finetune),
+                               (f"scratch {scratch:g} {short}", scratch, "scratch")]:
         t0 = time.perf_counter()
-        model = api.train(noisy, noise="gaussian", sigma=sigma, max_seconds=budget, seed=seed,
-                          init=init, device="cpu")
+        limit = ({"max_seconds": budget} if unit == "seconds" else
+                 {"max_seconds": None, "max_steps": int(budget)})
+        model = api.train(noisy, noise="gaussian", sigma=sigma, seed=seed, init=init,
+                          device="cpu", **limit)
         train_s = time.perf_counter() - t0
         values, seconds = scores(model)
         rows[name] = {"psnr": values, "train_s": train_s, "steps": model.steps,
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", nargs="+", type=float, default=[25.0, 50.0])
     p.add_argument("--finetune", nargs="+", type=float, default=[30.0, 120.0])
     p.add_argument("--scratch", type=float, default=120.0)
+    p.add_argument("--unit", choices=("seconds", "steps"), default="seconds",
+                   help="budgets in wall-clock seconds (default) or in training steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -83,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     clean = [np.asarray(Image.open(f).convert("L"), dtype=np.float32) for f in files]
     prior = load_prior().provenance
     result = {"images": args.images, "threads": args.threads, "seed": args.seed,
+              "unit": args.unit,
               "prior": {k: prior.get(k) for k in ("steps", "seconds", "commit")},
-              "sigmas": {f"{s:g}": run_sigma(clean, s, args.finetune, args.scratch, args.seed)
+              "sigmas": {f"{s:g}": run_sigma(clean, s, args.finetune, args.scratch, args.seed,
+                                                   args.unit)
                          for s in args.sigmas}}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

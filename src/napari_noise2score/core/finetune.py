@@ -1,7 +1,7 @@
 """Where training starts (``TrainConfig.init``), and fine-tuning a model on the user's data.
 
 Fine-tuning has a schedule of its own: a lower learning rate (``LR_FACTOR`` of the
-configured one, cosine-decayed over the budget) and no sigma_a annealing restarted from the
+configured one, ramped up over the first ``WARMUP`` of the budget, then cosine-decayed) and no sigma_a annealing restarted from the
 top: a noise-conditioned network keeps learning over the prior's band of perturbations
 (``prior.RATIO_RANGE``), a plain model at its own final sigma_a. The starting model is never
 lost: a self-supervised criterion (the AR-DAE loss on held-out patches of the user's data,
@@ -33,9 +33,13 @@ LR_FACTOR = 0.2
 #: How many times over the budget the criterion is measured (besides start and end).
 CHECKS = 10
 #: Held-out patches of the criterion (at most).
-VAL_PATCHES = 32
-#: Perturbation ratio (sigma_a / noise std) of the criterion for noise-conditioned models.
-VAL_RATIO = 0.5
+VAL_PATCHES = 64
+#: Perturbation ratios (sigma_a / noise std) of the criterion for noise-conditioned models.
+VAL_RATIOS = (0.3, 0.6)
+#: Fraction of the budget over which the learning rate ramps up from zero: a fresh Adam
+#: moves every weight by about the learning rate at its first steps, which knocks a trained
+#: network off its optimum.
+WARMUP = 0.1
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,10 @@ class Criterion:
 
     @torch.no_grad()
     def __call__(self, net: torch.nn.Module) -> float:
-        return float(step_loss(self.model, net, self.y, self.u, VAL_RATIO))
+        if not self.model.conditioned:
+            return float(step_loss(self.model, net, self.y, self.u, 0.0))
+        return float(np.mean([float(step_loss(self.model, net, self.y, self.u, r))
+                              for r in VAL_RATIOS]))
 
 
 def step_loss(model: Noise2ScoreModel, net: torch.nn.Module, y: torch.Tensor, u: torch.Tensor,
@@ -182,8 +189,9 @@ def iter_finetune(
         if stop is not None and stop():
             stopped = True
             break
+        ramp = min(1.0, (fraction + 1e-3) / WARMUP)
         for group in optimiser.param_groups:
-            group["lr"] = lr0 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
+            group["lr"] = lr0 * ramp * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
         y = torch.from_numpy(sampler.sample(half))
         u = torch.randn(y.shape, generator=gen)
         ratio = torch.from_numpy(rng.uniform(lo, hi, half).astype(np.float32))
