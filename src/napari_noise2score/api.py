@@ -174,6 +174,24 @@ def _model_and_noise(model, sigma, gain, shape, data=None, axes=None):
     return model, model.noise_params(sigma=sigma, gain=gain, shape=shape)
 
 
+def bind_to_files(model: Noise2ScoreModel, paths: Sequence[str | os.PathLike],
+                  axes: str | None = None, series: int | None = None,
+                  sigma: float | None = None, gain: float | None = None,
+                  shape: float | None = None) -> tuple[Noise2ScoreModel, str | None]:
+    """The pretrained prior bound to the noise of image files (``sigma`` given, else
+    estimated on a bounded sample of all of them) and their intensity scale, with a line
+    saying so; a noise-conditioned model told ``sigma``; any other model unchanged."""
+    from .core import prior
+    from .io.lazy import open_lazy as _open
+    from .io.lazy import training_planes
+
+    if not prior.is_unbound(model):
+        return prior.rebind(model, sigma), None
+    budget = 64 * 2**20 // max(1, len(paths))
+    planes = [p for path in paths for p in training_planes(*_open(path, axes, series), budget)]
+    return prior.bind(model, planes, sigma, gain, shape)
+
+
 def _sample_planes(data, axes) -> list[np.ndarray]:
     """A bounded sample of the 2D planes of ``data`` (numpy or dask), for the noise."""
     from .core.stack import check_axes, check_image, to_planes

@@ -359,18 +359,14 @@ def cmd_denoise(args: argparse.Namespace) -> None:
 def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
     """The pretrained prior bound to the inputs' noise (given, or estimated on a bounded
     sample of all inputs) and intensity scale; a noise-conditioned model told --sigma."""
-    from .core import prior
-    from .io.lazy import open_lazy, training_planes
+    from .api import bind_to_files
 
     if args.noise == "gaussian" and args.sigma is None:
         raise Noise2ScoreError("--noise gaussian needs --sigma")
-    if not prior.is_unbound(model):
-        return prior.rebind(model, args.sigma)
-    budget = 64 * 2**20 // len(paths)
-    planes = [p for path in paths
-              for p in training_planes(*open_lazy(path, args.axes, args.series), budget)]
-    model, line = prior.bind(model, planes, args.sigma, args.gain, args.shape)
-    print(line, flush=True)
+    model, line = bind_to_files(model, paths, args.axes, args.series, args.sigma, args.gain,
+                                args.shape)
+    if line:
+        print(line, flush=True)
     return model
 
 
