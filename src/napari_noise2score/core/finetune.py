@@ -3,11 +3,11 @@
 Fine-tuning has a schedule of its own: a lower learning rate (``LR_FACTOR`` of the
 configured one, ramped up over the first ``WARMUP`` of the budget, then cosine-decayed) and
 no sigma_a annealing restarted from the top: a noise-conditioned network keeps learning
-over the prior's band of perturbations (``prior.RATIO_RANGE``), a plain model at its own final sigma_a. The starting model is never
-lost: a self-supervised criterion (the AR-DAE loss on held-out patches of the user's data,
-with fixed perturbations: ``Criterion``) is measured before the first step, every tenth of
-the budget and at the end, and the best network so far is what training returns, also when
-it is stopped midway.
+over the prior's band of perturbations (``prior.RATIO_RANGE``), a plain model at its own
+final sigma_a. The starting model is never lost: a self-supervised criterion (the AR-DAE
+loss on held-out patches of the user's data, with fixed perturbations: ``Criterion``) is
+measured before the first step, every tenth of the budget and at the end, and the best
+network so far is what training returns, also when it is stopped midway.
 """
 
 from __future__ import annotations
