@@ -64,6 +64,22 @@ def test_pretrained_denoises_offline_from_the_cli(tmp_path, case, monkeypatch, c
     assert psnr(clean[0], out, 255) > psnr(clean[0], noisy[0], 255) + 4.0
 
 
+def test_npe2_denoise_and_train_take_the_prior(tmp_path, case):
+    from napari_noise2score import _commands
+
+    clean, noisy = case
+    src = tmp_path / "noisy.tif"
+    tifffile.imwrite(src, np.clip(noisy[0], 0, 255).astype(np.uint8))
+    summary = _commands.denoise(inputs=str(src), model="pretrained", sigma=25.0,
+                                output=str(tmp_path / "out.tif"))
+    assert len(summary["done"]) == 1 and not summary["failed"]
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert psnr(clean[0], out, 255) > psnr(clean[0], noisy[0], 255) + 4.0
+    path = _commands.train(inputs=str(src), output=str(tmp_path / "m.n2s"), sigma=25.0,
+                           max_seconds=None, max_steps=3, init="pretrained", patch_size=48)
+    assert api.load_model(path, device="cpu").config.network == "conditioned"
+
+
 def test_load_model_pretrained_binds_to_the_data(case):
     clean, noisy = case
     model = api.load_model("pretrained", device="cpu")
