@@ -190,3 +190,16 @@ def test_pretrain_script_checkpoints_resumes_and_exports(tmp_path):
     script.main([*common, "--export", str(target)])
     exported = P.load_prior(target)
     assert exported.provenance["steps"] == 7 and exported.provenance["validation"]["step"] == 7
+
+
+def test_init_from_a_model_file(case, tmp_path):
+    _, noisy = case
+    first = finetune(noisy, max_steps=2)[-1].model
+    path = first.save(tmp_path / "first.n2s")
+    updates = finetune(noisy, max_steps=2, init=str(path))
+    assert [u.text for u in updates if isinstance(u, TrainNote)][0] == f"fine-tuning {path}"
+    assert updates[-1].model.config.init == str(path)
+    plain = finetune(noisy, max_steps=2, init="scratch")[-1].model.save(tmp_path / "plain.n2s")
+    assert finetune(noisy, max_steps=2, init=str(plain))[-1].model.config.network == "plain"
+    with pytest.raises(api.Noise2ScoreError, match="none of 'auto', 'pretrained', 'scratch'"):
+        finetune(noisy, max_steps=2, init="pretrain")

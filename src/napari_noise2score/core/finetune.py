@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import prior as P
-from .config import AUTO, TrainConfig
+from .config import AUTO, INITS, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .model import Noise2ScoreModel
@@ -83,6 +83,11 @@ def choose_start(config: TrainConfig, scale: float) -> Start:
 
 def _model_file_start(path: str, config: TrainConfig) -> Noise2ScoreModel:
     """A saved model to fine-tune, with the noise parameters of ``config``."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise Noise2ScoreError(f"init {path!r} is none of {', '.join(map(repr, INITS))} and "
+                               "no model file of that name exists")
     model = Noise2ScoreModel.load(path)
     if config.noise != model.config.noise:
         raise Noise2ScoreError(f"{path} was trained for {model.config.noise} noise, not "

@@ -228,7 +228,8 @@ def _iter_training(
     begin = choose_start(config, scale)
     yield TrainNote(begin.reason)
     if begin.model is not None:
-        yield from iter_finetune(stacks, config, begin.model, stop, start)
+        yield from iter_finetune(stacks, replace(config, init=begin.init), begin.model, stop,
+                                 start)
         return
     config = replace(config, init="scratch")
     off = np.float32(config.offset)
