@@ -280,7 +280,8 @@ def test_allocation_failure_while_training_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(training, "build_network", no_memory)
     with pytest.raises(Noise2ScoreError, match="out of memory while training"):
-        api_train(smooth_image(64), noise="gaussian", sigma=0.1, max_steps=2, device="cpu")
+        api_train(smooth_image(64), noise="gaussian", sigma=0.1, max_steps=2, device="cpu",
+                  init="scratch")  # the network built from scratch
 
 
 def test_model_save_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):

@@ -133,7 +133,8 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, 
     train_w.params["sigma"].setValue(0.0)
     train_w.train_button.click()
     assert "sigma must be > 0" in shown[-1]
-    # no model: Denoise explains rather than failing
+    # no model (and no shipped prior): Denoise explains rather than failing
+    monkeypatch.setattr("napari_noise2score.core.prior.PRIOR_FILE", tmp_path / "absent.pt")
     denoise_w.start_denoising()
     assert "no model" in shown[-1]
     # a file that is not a model: a notification, and still no model
@@ -232,3 +233,22 @@ def test_sample_with_the_defaults_denoises_well_and_never_freezes(make_napari_vi
     gain = psnr(clean, out, peak) - psnr(clean, noisy, peak)
     assert gain >= 8.0, f"{gain:.2f} dB"
     assert stall < 0.1, f"longest event-loop stall {stall * 1000:.0f} ms"
+
+
+def test_denoise_offers_the_pretrained_prior_before_any_training(viewer_with_widgets, qtbot):
+    from conftest import smooth_image
+    from napari_noise2score.core.noise import NoiseParams, simulate
+
+    viewer, _, denoise_w = viewer_with_widgets
+    clean = smooth_image(128, 5) * 200
+    noisy = np.clip(simulate(clean, NoiseParams("gaussian", 20.0), seed=3), 0, 255)
+    viewer.add_image(noisy.astype(np.uint8), name="noisy")
+    assert denoise_w.store.model is None and denoise_w.denoise_button.isEnabled()
+    assert "pretrained prior" in denoise_w.model_label.text()
+    denoise_w.tta.setChecked(False)
+    denoise_w.start_denoising()  # sigma 0: estimated from the layer
+    wait_idle(qtbot, denoise_w)
+    assert "noisy denoised" in viewer.layers, denoise_w.last_error
+    assert 15 < denoise_w.params["sigma"].value() < 25
+    out = viewer.layers["noisy denoised"].data
+    assert psnr(clean, out, 255) > psnr(clean, noisy, 255) + 4.0

@@ -137,12 +137,15 @@ def train(
     patch_size: int = 64,
     batch_size: int = 16,
     series: int | None = None,
+    init: str = "auto",
 ) -> str:
     """Train on image files (files, folders, globs) and save the model to ``output``.
 
     ``noise`` None: estimated ("auto"), unless the parameters given name a model (sigma
     alone: gaussian; gain: poisson; both: poisson-gaussian; shape: gamma). ``series``
-    chooses the image series of TIFFs that hold several. Returns the model file's path.
+    chooses the image series of TIFFs that hold several. ``init``: "pretrained" (fine-tune
+    the shipped prior), "scratch", a model file, or "auto" (the prior when the noise is in
+    its range). Returns the model file's path.
     """
     from dataclasses import replace
 
@@ -154,7 +157,7 @@ def train(
     config = make_config(noise=noise, sigma=sigma, gain=gain, shape=shape, offset=offset,
                          axes=axes, max_seconds=max_seconds, max_steps=max_steps, seed=seed,
                          device=device, width=width, depth=depth, patch_size=patch_size,
-                         batch_size=batch_size)
+                         batch_size=batch_size, init=init)
     paths = expand_inputs(_paths(inputs))
     check_model_output(output, config, paths)
     images = [training_planes(*open_lazy(p, axes, series)) for p in paths]
@@ -184,7 +187,8 @@ def denoise(
     dtype: str = "float32",
     series: int | None = None,
 ) -> dict[str, Any]:
-    """Denoise image files (files, folders, globs) with a model file into ``output`` (a
+    """Denoise image files (files, folders, globs) with a model file (or "pretrained": the
+    shipped prior, Gaussian noise, ``sigma`` estimated unless given) into ``output`` (a
     folder, or one .tif/.zarr for one input), as a resumable batch.
 
     ``scheduler``: a dask.distributed address to spread the files over (and the tiles of a
@@ -195,11 +199,13 @@ def denoise(
     as a dict: ``done`` and ``skipped`` (output paths), ``failed`` ({input: error}),
     ``seconds``.
     """
-    from .api import load_model
+    from .api import bind_to_files, load_model
     from .batch import denoise_batch, plan_jobs
 
     jobs = plan_jobs(_paths(inputs), output, protect=[model])
     loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta)
+    loaded, _ = bind_to_files(loaded, [j.source for j in jobs], axes, series, sigma, gain,
+                              shape)  # model "pretrained": the shipped prior
     summary = denoise_batch(jobs, loaded, client=scheduler, workers=workers,
                             overwrite=overwrite, threads=threads, sigma=sigma, gain=gain,
                             shape=shape, axes=axes, tile=tile, overlap=overlap, dtype=dtype,

@@ -81,10 +81,16 @@ def estimate_noise(images: np.ndarray | Sequence[np.ndarray], axes: str | None =
 
 
 def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreModel:
-    """Read a model saved with ``model.save(path)``, or a bioimage.io package (.zip)
-    exported by this plugin (validated first; ModelFileError when foreign or altered)."""
+    """Read a model saved with ``model.save(path)``, a bioimage.io package (.zip) exported
+    by this plugin (validated first; ModelFileError when foreign or altered), or
+    ``"pretrained"`` (with no file of that name): the shipped prior, for Gaussian noise;
+    ``denoise`` binds it to the data's noise (``sigma`` given, else estimated) and
+    intensity scale."""
+    from .core import prior
     from .export.bioimageio import import_package, is_package
 
+    if str(path) == prior.PRETRAINED and not Path(path).exists():
+        return prior.unbound_model(select_device(device))
     if is_package(path):
         return import_package(path, select_device(device))
     return Noise2ScoreModel.load(path, select_device(device))
@@ -140,7 +146,7 @@ def denoise(
     """
     data = data if _is_dask(data) else np.asarray(data)
     out_dtype = result_dtype(dtype, data.dtype)
-    model, params = _model_and_noise(model, sigma, gain, shape)
+    model, params = _model_and_noise(model, sigma, gain, shape, data, axes)
     if _is_dask(data):
         from .core.tiling import TiledDenoiser
 
@@ -186,11 +192,49 @@ def blind_search(
     return blind.find_parameter(model, planes, method, grid, limit)
 
 
-def _model_and_noise(model, sigma, gain, shape):
-    """A loaded model (from a model or a file) and its noise parameters with overrides."""
+def _model_and_noise(model, sigma, gain, shape, data=None, axes=None):
+    """A loaded model (from a model or a file) and its noise parameters with overrides; the
+    pretrained prior bound to ``data`` (a noise-conditioned model told a new sigma)."""
+    from .core import prior
+
     if not isinstance(model, Noise2ScoreModel):
         model = load_model(model)
+    if prior.is_unbound(model):
+        model, _ = prior.bind(model, _sample_planes(data, axes), sigma, gain, shape)
+    model = prior.rebind(model, sigma)
     return model, model.noise_params(sigma=sigma, gain=gain, shape=shape)
+
+
+def bind_to_files(model: Noise2ScoreModel, paths: Sequence[str | os.PathLike],
+                  axes: str | None = None, series: int | None = None,
+                  sigma: float | None = None, gain: float | None = None,
+                  shape: float | None = None) -> tuple[Noise2ScoreModel, str | None]:
+    """The pretrained prior bound to the noise of image files (``sigma`` given, else
+    estimated on a bounded sample of all of them) and their intensity scale, with a line
+    saying so; a noise-conditioned model told ``sigma``; any other model unchanged."""
+    from .core import prior
+    from .io.lazy import open_lazy as _open
+    from .io.lazy import training_planes
+
+    if not prior.is_unbound(model):
+        return prior.rebind(model, sigma), None
+    budget = 64 * 2**20 // max(1, len(paths))
+    planes = [p for path in paths for p in training_planes(*_open(path, axes, series), budget)]
+    return prior.bind(model, planes, sigma, gain, shape)
+
+
+def _sample_planes(data, axes) -> list[np.ndarray]:
+    """A bounded sample of the 2D planes of ``data`` (numpy or dask), for the noise."""
+    from .core.stack import check_axes, check_image, to_planes
+    from .io.lazy import training_planes
+
+    if data is None:
+        raise Noise2ScoreError("the pretrained prior needs the image to find its noise")
+    if _is_dask(data):
+        return list(training_planes(data, check_axes(axes, data.ndim), max_bytes=64 * 2**20))
+    check_image(data)
+    planes = to_planes(np.asarray(data), axes)[0]
+    return list(planes[:: max(1, len(planes) // 16)])
 
 
 def _is_dask(data) -> bool:
@@ -241,9 +285,12 @@ def denoise_file(
     """
     if client is not None:
         from .batch import denoise_file_on_cluster
+        from .io.lazy import open_lazy as _open
 
         if not isinstance(model, Noise2ScoreModel):
             model = load_model(model)
+        if model.conditioned:  # bound to the file's noise here, once
+            model, _ = _model_and_noise(model, sigma, gain, shape, *_open(path, axes, series))
         return denoise_file_on_cluster(
             client, path, model, output, threads=threads, progress=progress, stop=stop,
             axes=axes, sigma=sigma, gain=gain, shape=shape, tile=tile, overlap=overlap,
@@ -254,9 +301,9 @@ def denoise_file(
     from .io.chunked_writer import check_output, write_planes
     from .io.lazy import open_lazy as _open
 
-    model, params = _model_and_noise(model, sigma, gain, shape)
     path, output = Path(path), Path(output)
     data, axes = _open(path, axes, series)
+    model, params = _model_and_noise(model, sigma, gain, shape, data, axes)
     out_dtype = result_dtype(dtype, data.dtype)
     tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
     check_output(output, data.size * out_dtype.itemsize, [path])

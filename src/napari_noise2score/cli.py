@@ -78,6 +78,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--decorrelate", type=int, choices=(1, 2),
                    help="learn and denoise on 2x2 sub-images (2) for noise correlated between "
                    "neighbouring pixels, or not (1) (default: from the measured correlation)")
+    g.add_argument("--init", default=d.init, metavar="pretrained|scratch|MODEL.n2s",
+                   help="where training starts: fine-tune the shipped prior, from scratch, or "
+                   "fine-tune a model file (default: the prior when the noise is in its "
+                   "range, else scratch)")
 
 
 def _add_batch(p: argparse.ArgumentParser) -> None:
@@ -138,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("denoise", help="denoise images with a trained model")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("--model", type=Path, required=True,
-                   help="a .n2s model, or a bioimage.io package (.zip) exported by this plugin")
+                   help="a .n2s model, a bioimage.io package (.zip) exported by this plugin, "
+                   "or 'pretrained': the shipped prior (Gaussian noise; give --sigma or let "
+                   "--noise auto estimate it), no training")
+    p.add_argument("--noise", choices=(AUTO, "gaussian"), default=None,
+                   help="with --model pretrained: 'auto' (the default) estimates the noise "
+                   "from the inputs; 'gaussian' needs --sigma")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output .tif/.tiff or .zarr for one input, else a folder")
     p.add_argument("--device", default="auto")
@@ -188,14 +197,14 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
         device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
         batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
-        depth=args.depth, decorrelate=args.decorrelate,
+        depth=args.depth, decorrelate=args.decorrelate, init=args.init,
     )
 
 
 def _train_with_bar(images, config: TrainConfig):
     from tqdm import tqdm
 
-    from .core.training import NoiseEstimated, TrainDone, iter_training
+    from .core.training import NoiseEstimated, TrainDone, TrainNote, iter_training
 
     with tqdm(total=100, desc="training", unit="%", file=sys.stderr,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
@@ -205,6 +214,9 @@ def _train_with_bar(images, config: TrainConfig):
                 return update.model
             if isinstance(update, NoiseEstimated):
                 bar.write(f"estimated {update.estimate.describe()}", file=sys.stderr)
+                continue
+            if isinstance(update, TrainNote):
+                bar.write(update.text, file=sys.stderr)
                 continue
             bar.update(int(update.fraction * 100) - bar.n)
             bar.set_postfix_str(
@@ -356,9 +368,24 @@ def cmd_denoise(args: argparse.Namespace) -> None:
     jobs = plan_jobs(args.inputs, args.output, protect=[args.model])  # before any work
     check_job_outputs(_pending(jobs, args))
     model = load_model(args.model, args.device)
+    model = _bind_prior(model, [j.source for j in jobs], args)
     if args.blind:
         _blind_parameter(model, [j.source for j in jobs], args)
     _denoise_files(model, jobs, args)
+
+
+def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
+    """The pretrained prior bound to the inputs' noise (given, or estimated on a bounded
+    sample of all inputs) and intensity scale; a noise-conditioned model told --sigma."""
+    from .api import bind_to_files
+
+    if args.noise == "gaussian" and args.sigma is None:
+        raise Noise2ScoreError("--noise gaussian needs --sigma")
+    model, line = bind_to_files(model, paths, args.axes, args.series, args.sigma, args.gain,
+                                args.shape)
+    if line:
+        print(line, flush=True)
+    return model
 
 
 def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> None:

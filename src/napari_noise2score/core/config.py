@@ -12,6 +12,9 @@ from .noise import MIXED_MODES, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTO = "auto"
+NETWORKS = ("plain", "conditioned")
+#: Values of ``init`` besides a model file's path.
+INITS = (AUTO, "pretrained", "scratch")
 #: Inclusive ranges of the network and batch sizes: beyond them a network cannot be built or
 #: trained in any sensible time or memory (depth 6 already needs images of 256+ pixels on a
 #: side with unshuffle 2, stride 2), so a value outside is refused, and a model file that
@@ -33,6 +36,10 @@ class TrainConfig:
     inputs of at most ``inference.TTA_AUTO_PIXELS``) act at denoising and can be changed on
     a trained model (``Noise2ScoreModel.with_options``). Network and batch
     sizes must lie in ``LIMITS`` (checked by ``validate``, also when a model is loaded).
+    ``init`` is where training starts: ``pretrained`` (fine-tune the shipped prior,
+    ``prior.py``), ``scratch``, a model file's path, or ``auto`` (the prior when the noise is
+    in its range, else scratch). ``network`` is ``plain`` or ``conditioned`` (the prior's
+    noise-conditioned network, which its fine-tuned models keep).
     """
 
     noise: str = AUTO
@@ -57,6 +64,8 @@ class TrainConfig:
     sigma_a_min: float | None = None
     seed: int = 0
     device: str = "auto"
+    init: str = AUTO
+    network: str = "plain"
 
     def with_estimate(self, estimate: NoiseEstimate) -> TrainConfig:
         """A copy whose noise model and parameters are those of ``estimate`` (and, unless set,
@@ -106,6 +115,10 @@ class TrainConfig:
             raise Noise2ScoreError("sigma_a_min and sigma_a_max must be > 0")
         if lo is not None and hi is not None and lo > hi:
             raise Noise2ScoreError("sigma_a_min must not exceed sigma_a_max")
+        if self.network not in NETWORKS:
+            raise Noise2ScoreError(f"unknown network {self.network!r}; choose one of {NETWORKS}")
+        if not isinstance(self.init, str) or not self.init:
+            raise Noise2ScoreError("init must be 'auto', 'pretrained', 'scratch' or a model file")
         if self.device.split(":")[0] not in DEVICES:
             raise Noise2ScoreError(f"unknown device {self.device!r}; choose one of {DEVICES}")
         return self

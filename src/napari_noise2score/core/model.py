@@ -23,6 +23,11 @@ FORMAT_VERSION = 1
 
 def build_network(config: TrainConfig) -> ScoreUNet:
     """The score network a resolved configuration describes."""
+    if config.network == "conditioned":
+        from .prior import ConditionedUNet
+
+        return ConditionedUNet(width=config.width, depth=config.depth,
+                               unshuffle=config.unshuffle, stride=config.decorrelate or 1)
     return ScoreUNet(width=config.width, depth=config.depth, unshuffle=config.unshuffle,
                      stride=config.decorrelate or 1)
 
@@ -86,6 +91,25 @@ class Noise2ScoreModel:
     steps: int = 0
     seconds: float = 0.0
     version: str = ""
+
+    def __post_init__(self) -> None:
+        """A noise-conditioned network is told the noise std it denoises at: the data's
+        (the model's sigma) plus the final perturbation (``prior.py``)."""
+        if hasattr(self.net, "set_tau") and self.config.sigma:
+            domain, noise_w = training_domain(self.config, self.scale)
+            self.net.set_tau(math.hypot(noise_w.sigma, self.final_sigma_a) * domain)
+
+    @property
+    def conditioned(self) -> bool:
+        return self.config.network == "conditioned"
+
+    def for_noise(self, sigma: float) -> Noise2ScoreModel:
+        """A copy of a noise-conditioned model for Gaussian noise of std ``sigma`` (input
+        units), with its own copy of the network (whose noise channel it sets)."""
+        import copy
+
+        config = replace(self.config, sigma=float(sigma)).validate()
+        return replace(self, config=config, net=copy.deepcopy(self.net))
 
     @property
     def domain(self) -> float:

@@ -30,10 +30,14 @@ class ScoreUNet(nn.Module):
     ``stride**2`` sub-images of every ``stride``-th pixel and treats each as an image of its
     own: within a sub-image the noise is (nearly) independent again, as Tweedie's formula
     needs. It has no weights, so it only changes how the same network is applied.
+
+    ``in_channels`` > 1 widens only the first layer: the pretrained prior (``prior.py``)
+    appends a noise-level channel inside ``_unet``; ``forward`` still takes one channel.
     """
 
     def __init__(
-        self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1
+        self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
         if width < 1 or depth < 1 or unshuffle < 1 or stride < 1:
@@ -43,7 +47,7 @@ class ScoreUNet(nn.Module):
         self.stride = stride
         c0 = unshuffle * unshuffle
         widths = [width * min(2**i, 4) for i in range(depth + 1)]
-        self.head = _block(c0, widths[0])
+        self.head = _block(in_channels * c0, widths[0])
         self.down = nn.ModuleList(
             _block(widths[i], widths[i + 1]) for i in range(depth)
         )

@@ -15,6 +15,7 @@ from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .estimation import NoiseEstimate, estimate_noise
+from .finetune import choose_start, iter_finetune
 from .model import Noise2ScoreModel, build_network, network_bytes, package_version
 from .network import ScoreUNet
 from .noise import NoiseParams
@@ -49,7 +50,14 @@ class TrainDone:
     stopped: bool
 
 
-TrainUpdate = TrainProgress | NoiseEstimated | TrainDone
+@dataclass(frozen=True)
+class TrainNote:
+    """A line for the user about the run (where it starts, what fine-tuning kept)."""
+
+    text: str
+
+
+TrainUpdate = TrainProgress | NoiseEstimated | TrainNote | TrainDone
 
 
 def ardae_loss(net_out: torch.Tensor, u: torch.Tensor, sigma_a: float) -> torch.Tensor:
@@ -189,7 +197,9 @@ def iter_training(
     """Train a score network on noisy ``images``; yield a TrainProgress per step, then TrainDone.
 
     With ``config.noise == "auto"`` the noise is first estimated from the images and a
-    NoiseEstimated update is yielded before training starts.
+    NoiseEstimated update is yielded before training starts. A TrainNote then says where
+    training starts (``config.init``): fine-tuning (``finetune.py``: the pretrained prior by
+    default when the noise is in its range) or from scratch.
 
     ``stop`` is polled before every step: training ends within one step of it returning True,
     and the model trained so far is still delivered. Running out of memory raises one clear
@@ -215,6 +225,13 @@ def _iter_training(
     start = time.perf_counter()  # the budget covers building the network, too
     device = select_device(config.device)
     scale = intensity_scale(stacks, config.offset)
+    begin = choose_start(config, scale)
+    yield TrainNote(begin.reason)
+    if begin.model is not None:
+        yield from iter_finetune(stacks, replace(config, init=begin.init), begin.model, stop,
+                                 start)
+        return
+    config = replace(config, init="scratch")
     off = np.float32(config.offset)
     planes = [(p.astype(np.float32) - off) / np.float32(scale) for s in stacks for p in s]
     domain, noise_w = training_domain(config, scale)

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import Cancelled, Noise2ScoreError
 from ..core.inference import DEFAULT_TILE, TTA_AUTO_PIXELS
+from ..core.prior import is_unbound, rebind
 from ..core.stack import infer_axes
 from ._common import (
     LayerPicker,
@@ -38,6 +39,10 @@ from ._session import store_for
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
 #: Choices of the "quality" field and the model's tta setting they give (None: by size).
 QUALITY = {"auto": None, "best (8-fold average)": True, "fast (one pass)": False}
+
+
+PRIOR_TEXT = ("none trained: the pretrained prior, instant (Gaussian noise; sigma 0 = "
+              "estimate it from the layer); train for a better one")
 
 
 class DenoiseWidget(QWidget):
@@ -120,6 +125,18 @@ class DenoiseWidget(QWidget):
 
     # ---- model -----------------------------------------------------------------------
     def _model_changed(self, model: Any) -> None:
+        from ..core.prior import prior_available
+
+        if model is None and prior_available():
+            self.model_label.setText(PRIOR_TEXT)
+            self.model_label.setToolTip(PRIOR_TEXT)
+            for name in self.params:
+                self.params[name].setVisible(name == "sigma")
+                self._param_labels[name].setVisible(name == "sigma")
+            self.params["sigma"].setEnabled(True)
+            self.params["sigma"].setValue(0.0)
+            self.denoise_button.setEnabled(self.worker is None)
+            return
         if model is None:
             self.model_label.setText("none yet: train one, or load a model file")
             for name in self.params:
@@ -185,15 +202,19 @@ class DenoiseWidget(QWidget):
         model = self.store.model
         try:
             if model is None:
-                raise Noise2ScoreError("there is no model: train one or load a model file")
+                model = self._instant_model()
             model = _with_tta(model, QUALITY[self.tta.currentText()])
             layer = self.layer_picker.layer()
+            axes = self.axes.text().strip().upper() or None
+            if is_unbound(model):
+                model = self._bind_prior(model, layer, axes)
+            if model.conditioned:  # a noise-conditioned model is told the sigma given
+                model = rebind(model, self._overrides(model).get("sigma"))
             if is_lazy(layer):
                 self._add_lazy(layer, model)
                 return
             data = layer_array(layer)
             noise = model.noise_params(**self._overrides(model))
-            axes = self.axes.text().strip().upper() or None
         except Noise2ScoreError as exc:
             self._error(exc)
             return
@@ -213,6 +234,28 @@ class DenoiseWidget(QWidget):
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
         self.worker.start()
+
+    def _instant_model(self) -> Any:
+        """The pretrained prior when nothing has been trained or loaded ("instant")."""
+        from ..core.prior import prior_available, unbound_model
+
+        if not prior_available():
+            raise Noise2ScoreError("there is no model: train one or load a model file")
+        return unbound_model()
+
+    def _bind_prior(self, model: Any, layer: Any, axes: str | None) -> Any:
+        """The prior bound to the layer's noise: the sigma box if set, else estimated."""
+        from ..core.prior import bind
+        from ..core.stack import check_axes
+        from ..io.lazy import training_planes
+
+        data = layer.data if is_lazy(layer) else layer_array(layer)
+        planes = training_planes(data, check_axes(axes, data.ndim), max_bytes=64 * 2**20)
+        sigma = self.params["sigma"].value() or None
+        model, line = bind(model, list(planes), sigma)
+        self.params["sigma"].setValue(model.config.sigma)
+        self.status.setText(line)
+        return model
 
     def _add_lazy(self, layer: Any, model: Any) -> None:
         """A lazy (dask) layer gives a lazy result, computed where the viewer shows it."""
@@ -269,7 +312,10 @@ class DenoiseWidget(QWidget):
         self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
-        self.denoise_button.setEnabled(not running and self.store.model is not None)
+        from ..core.prior import prior_available
+
+        usable = self.store.model is not None or prior_available()
+        self.denoise_button.setEnabled(not running and usable)
         self.stop_button.setEnabled(running)
 
     def _error(self, exc: BaseException) -> None:

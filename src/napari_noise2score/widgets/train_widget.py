@@ -308,10 +308,13 @@ class TrainWidget(QWidget):
         self.status.setText("stopping…")
 
     def _on_update(self, update: Any) -> None:
-        from ..core.training import NoiseEstimated, TrainDone
+        from ..core.training import NoiseEstimated, TrainDone, TrainNote
 
         if isinstance(update, NoiseEstimated):
             self.show_estimate(update.estimate)
+            return
+        if isinstance(update, TrainNote):
+            self.status.setText(update.text)
             return
         if isinstance(update, TrainDone):
             model = update.model

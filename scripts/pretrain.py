@@ -1,0 +1,283 @@
+"""Pre-train the shipped score prior (src/napari_noise2score/weights/prior_gaussian.pt).
+
+Self-supervised throughout: the network only sees noisy images.
+- Train400 (clean natural images, [0, 1]) with synthetic Gaussian noise, its std drawn per
+  patch uniformly from ``sigma_range`` grey levels;
+- W2S noisy captures FOV 1-50 (real wide-field microscopy), each moved into a unit-noise
+  domain with the generalized Anscombe transform of its own estimated gain, read noise and
+  offset, then all divided by one constant so they span about [0, 1]: Gaussian-like noise
+  of one known std (``w2s_fraction`` of each batch).
+Each item is perturbed by ratio * its noise std, ratio uniform in ``prior.RATIO_RANGE``, and
+the noise-conditioned network learns the score at the total std (``prior.conditioned_loss``).
+
+Checkpoints (weights, optimiser, step, seconds, random states) go to OUT/checkpoint.pt every
+``checkpoint_every`` seconds; a restart resumes from there. The seconds recorded are CPU
+seconds of the process (one thread), so a paused or crowded run counts only its own work.
+OUT/log.jsonl holds one line per validation: PSNR of zero-shot denoising of clean held-out
+images (W2S clean FOV 51-60 crops) with synthetic Gaussian noise, by the plugin's own
+denoising path. ``--export FILE`` writes
+the checkpoint's weights with their provenance as a prior file and exits.
+
+    python scripts/pretrain.py --out /work/prior-run --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_noise2score.core import prior as P
+from napari_noise2score.core.estimation import estimate_noise
+from napari_noise2score.core.inference import denoise_array
+from napari_noise2score.core.noise import NoiseParams, simulate
+from napari_noise2score.core.training import PatchSampler
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that defines a pre-training run."""
+
+    data: str = "../shared/data"
+    train400: str = "train400"
+    w2s_noisy: str = "w2s/noisy"
+    w2s_fovs: tuple[int, int] = (1, 50)
+    w2s_fraction: float = 0.2
+    sigma_range: tuple[float, float] = (5.0, 75.0)  # grey levels of 8-bit data
+    patch_size: int = 64
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    seed: int = 0
+    checkpoint_every: float = 180.0
+    validate_every: float = 300.0
+    val_fovs: tuple[int, ...] = (51, 55, 59)
+    val_sigmas: tuple[float, ...] = (25.0, 50.0)
+    arch: dict = field(default_factory=lambda: dict(P.PRIOR_ARCH))
+    max_images: int | None = None  # per source, for smoke tests
+
+
+def _read(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("L"))
+
+
+def gat(y: np.ndarray, gain: float, sigma: float, offset: float) -> np.ndarray:
+    """Generalized Anscombe transform: Poisson-Gaussian noise to std about 1."""
+    arg = gain * (y - offset) + 0.375 * gain * gain + sigma * sigma
+    return (2.0 / gain) * np.sqrt(np.maximum(arg, 0.0))
+
+
+def load_w2s(cfg: PretrainConfig) -> tuple[list[np.ndarray], float]:
+    """W2S noisy FOVs in a common unit-noise domain, and their noise std there."""
+    root = Path(cfg.data) / cfg.w2s_noisy
+    lo, hi = cfg.w2s_fovs
+    files = sorted(f for f in root.glob("fov*_ch*.png") if lo <= int(f.name[3:6]) <= hi)
+    planes, tops = [], []
+    for f in files[: cfg.max_images]:
+        y = _read(f).astype(np.float64)
+        est = estimate_noise([y[None]])
+        if est.model == "poisson-gaussian":
+            g = gat(y, est.gain, est.sigma, est.offset)
+        elif est.model == "gaussian":
+            g = (y - est.offset) / est.sigma
+        else:
+            continue
+        planes.append(g.astype(np.float32))
+        tops.append(float(np.percentile(g, 99.9)))
+    c = float(np.median(tops)) if tops else 1.0
+    return [p / np.float32(c) for p in planes], 1.0 / c
+
+
+def load_train400(cfg: PretrainConfig) -> list[np.ndarray]:
+    files = sorted((Path(cfg.data) / cfg.train400).glob("*.png"))[: cfg.max_images]
+    return [(_read(f) / 255.0).astype(np.float32) for f in files]
+
+
+def load_validation(cfg: PretrainConfig) -> list[tuple[str, np.ndarray]]:
+    root = Path(cfg.data) / "w2s" / "clean"
+    out = []
+    for fov in cfg.val_fovs:
+        f = root / f"fov{fov:03d}_ch1.png"
+        if f.is_file():
+            out.append((f.stem, _read(f)[128:384, 128:384].astype(np.float32)))
+    return out
+
+
+def validate(net: P.ConditionedUNet, cfg: PretrainConfig, pairs) -> dict[str, float]:
+    """Mean PSNR (dB) of zero-shot denoising per sigma over the validation images."""
+    net.eval()
+    result = {}
+    for sigma in cfg.val_sigmas:
+        values = []
+        for i, (_, clean) in enumerate(pairs):
+            noisy = simulate(clean, NoiseParams("gaussian", sigma), seed=1000 + i)
+            model = P.model_from_net(net, sigma, 255.0, tta=False)
+            values.append(P.psnr(clean, denoise_array(model, noisy)))
+        result[f"psnr_sigma{sigma:g}"] = round(float(np.mean(values)), 3) if values else None
+    net.train()
+    return result
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+class Run:
+    """The state of one pre-training run, saved to and resumed from OUT/checkpoint.pt."""
+
+    def __init__(self, cfg: PretrainConfig, out: Path) -> None:
+        self.cfg, self.out = cfg, out
+        out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.net = P.ConditionedUNet(**cfg.arch).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate,
+                                    betas=(0.9, 0.99))
+        self.step, self.seconds = 0, 0.0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.ckpt = out / "checkpoint.pt"
+        if self.ckpt.is_file():
+            self._resume()
+
+    def _resume(self) -> None:
+        state = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.step, self.seconds = state["step"], state["seconds"]
+        self.rng.bit_generator.state = state["rng"]
+        self.gen.set_state(state["gen"])
+        print(f"resumed at step {self.step} ({self.seconds:.0f} s)", flush=True)
+
+    def save(self) -> None:
+        state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+                 "seconds": self.seconds, "rng": self.rng.bit_generator.state,
+                 "gen": self.gen.get_state(), "config": asdict(self.cfg)}
+        tmp = self.ckpt.with_name("checkpoint.tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.ckpt)
+
+
+def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_std: float,
+                 n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` noisy patches and their noise std per item."""
+    cfg = run.cfg
+    n_w = int(round(n * cfg.w2s_fraction)) if w2s is not None else 0
+    n_n = n - n_w
+    clean = torch.from_numpy(natural.sample(n_n))
+    lo, hi = cfg.sigma_range
+    s = torch.from_numpy(run.rng.uniform(lo, hi, n_n).astype(np.float32)) / 255.0
+    y = clean + s.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=run.gen)
+    if n_w:
+        y = torch.cat([y, torch.from_numpy(w2s.sample(n_w))])
+        s = torch.cat([s, torch.full((n_w,), w2s_std)])
+    return y, s
+
+
+def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
+          max_steps: int | None) -> Run:
+    run = Run(cfg, out)
+    natural = PatchSampler(load_train400(cfg), cfg.patch_size, cfg.seed)
+    natural.rng = run.rng
+    w2s_planes, w2s_std = load_w2s(cfg) if cfg.w2s_fraction > 0 else ([], 1.0)
+    w2s = PatchSampler(w2s_planes, cfg.patch_size, cfg.seed) if w2s_planes else None
+    if w2s is not None:
+        w2s.rng = run.rng
+    pairs = load_validation(cfg)
+    log = (out / "log.jsonl").open("a")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    print(f"data: {len(natural.planes)} natural, {len(w2s_planes)} W2S planes "
+          f"(W2S noise std {w2s_std * 255:.1f}/255)", flush=True)
+    t_session, t_ckpt, t_val = time.perf_counter(), time.perf_counter(), -math.inf
+    cpu0 = time.process_time()  # 'seconds' counts CPU time: a paused run does not count
+    base, ema = run.seconds, None
+    lo, hi = P.RATIO_RANGE
+    run.net.train()
+    while not stop["now"]:
+        now = time.perf_counter()
+        run.seconds = base + (time.process_time() - cpu0)
+        if now - t_val >= cfg.validate_every:
+            record = {"step": run.step, "seconds": round(run.seconds, 1), "loss": ema,
+                      **validate(run.net, cfg, pairs)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(record, flush=True)
+            t_val = time.perf_counter()
+        if (max_seconds is not None and now - t_session >= max_seconds) or (
+                max_steps is not None and run.step >= max_steps):
+            break
+        half = (cfg.batch_size + 1) // 2  # antithetic pairs share y, s and the ratio
+        y, s = sample_batch(run, natural, w2s, w2s_std, half)
+        ratio = torch.from_numpy(run.rng.uniform(lo, hi, half).astype(np.float32))
+        u = torch.randn(y.shape, generator=run.gen)
+        loss = P.conditioned_loss(run.net, torch.cat([y, y]), torch.cat([s, s]),
+                                  torch.cat([ratio, ratio]), torch.cat([u, -u]))
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.step += 1
+        value = float(loss.detach())
+        ema = value if ema is None else 0.99 * ema + 0.01 * value
+        if time.perf_counter() - t_ckpt >= cfg.checkpoint_every:
+            run.save()
+            t_ckpt = time.perf_counter()
+    run.seconds = base + (time.process_time() - cpu0)
+    run.save()
+    print(f"saved step {run.step} ({run.seconds:.0f} s)", flush=True)
+    return run
+
+
+def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
+    """Write the checkpoint's weights as a prior file with their provenance."""
+    run = Run(cfg, out)
+    log = out / "log.jsonl"
+    lines = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+    provenance = {
+        "data": (f"Train400 (clean, synthetic Gaussian noise sigma {cfg.sigma_range[0]:g}-"
+                 f"{cfg.sigma_range[1]:g}/255) and W2S noisy FOV {cfg.w2s_fovs[0]}-"
+                 f"{cfg.w2s_fovs[1]} after the GAT ({cfg.w2s_fraction:g} of each batch); "
+                 "self-supervised (AR-DAE, noisy images only)"),
+        "steps": run.step, "seconds": round(run.seconds, 1), "commit": commit(),
+        "config": asdict(cfg), "validation": lines[-1] if lines else None,
+        "hardware": "1 CPU core (taskset -c 0, 1 torch thread)",
+    }
+    return P.save_prior(target, run.net.eval(), provenance)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="checkpoint and log folder")
+    p.add_argument("--data", default=PretrainConfig.data)
+    p.add_argument("--max-seconds", type=float, help="stop after this many seconds (session)")
+    p.add_argument("--max-steps", type=int, help="stop at this total step count")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--checkpoint-every", type=float, default=PretrainConfig.checkpoint_every)
+    p.add_argument("--validate-every", type=float, default=PretrainConfig.validate_every)
+    p.add_argument("--max-images", type=int, help="use only this many images per source")
+    p.add_argument("--export", type=Path, help="write the checkpoint as a prior file and exit")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = PretrainConfig(data=args.data, checkpoint_every=args.checkpoint_every,
+                         validate_every=args.validate_every, max_images=args.max_images)
+    if args.export:
+        print(f"wrote {export(args.out, args.export, cfg)}")
+        return
+    train(cfg, args.out, args.max_seconds, args.max_steps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Where training starts (``TrainConfig.init``), and fine-tuning a model on the user's data.
+
+Fine-tuning has a schedule of its own: a lower learning rate (``LR_FACTOR`` of the
+configured one, ramped up over the first ``WARMUP`` of the budget, then cosine-decayed) and
+no sigma_a annealing restarted from the top: a noise-conditioned network keeps learning
+over the prior's band of perturbations (``prior.RATIO_RANGE``), a plain model at its own
+final sigma_a. The starting model is never lost: a self-supervised criterion (the AR-DAE
+loss on held-out patches of the user's data, with fixed perturbations: ``Criterion``) is
+measured before the first step, every tenth of the budget and at the end, and the best
+network so far is what training returns, also when it is stopped midway.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from . import prior as P
+from .config import AUTO, INITS, TrainConfig
+from .device import select_device
+from .errors import Noise2ScoreError
+from .model import Noise2ScoreModel
+from .score import score_from_residual, training_domain
+
+#: Fine-tuning learning rate over the configured (from-scratch) one.
+LR_FACTOR = 0.2
+#: How many times over the budget the criterion is measured (besides start and end).
+CHECKS = 10
+#: Held-out patches of the criterion (at most).
+VAL_PATCHES = 64
+#: Perturbation ratios (sigma_a / noise std) of the criterion for noise-conditioned models.
+VAL_RATIOS = (0.3, 0.6)
+#: Fraction of the budget over which the learning rate ramps up from zero: a fresh Adam
+#: moves every weight by about the learning rate at its first steps, which knocks a trained
+#: network off its optimum.
+WARMUP = 0.1
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where training starts: ``init`` ('pretrained', 'scratch' or a file), why, and the
+    model to fine-tune (None: from scratch)."""
+
+    init: str
+    reason: str
+    model: Noise2ScoreModel | None
+
+
+def choose_start(config: TrainConfig, scale: float) -> Start:
+    """Resolve ``config.init`` for data of intensity ``scale`` (noise already known)."""
+    init = config.init
+    if init == "scratch":
+        return Start("scratch", "training from scratch (as asked)", None)
+    if init in (AUTO, "pretrained"):
+        sized = {k: getattr(config, k) for k in P.PRIOR_ARCH if getattr(config, k) is not None}
+        if any(v != P.PRIOR_ARCH[k] for k, v in sized.items()):
+            if init == "pretrained":
+                raise Noise2ScoreError("the prior's network size is fixed ("
+                                       + ", ".join(f"{k} {v}" for k, v in P.PRIOR_ARCH.items())
+                                       + "): give no network size, or use init 'scratch'")
+            return Start("scratch", "training from scratch (a network size was given)", None)
+        try:
+            P.check_noise_model(config.noise)
+            if (config.decorrelate or 1) > 1:
+                raise P.PriorRangeError("correlated noise is outside the prior's range "
+                                        f"(independent Gaussian noise only){P.HINT}")
+            model = P.pretrained_model(config.sigma, scale, tta=config.tta, axes=config.axes,
+                                       offset=config.offset)
+        except P.PriorRangeError as exc:
+            if init == "pretrained":
+                raise
+            return Start("scratch", f"training from scratch: {exc}".replace(P.HINT, ""), None)
+        return Start("pretrained", "fine-tuning the pretrained prior "
+                     f"({model.steps} pre-training steps)", model)
+    return Start(init, f"fine-tuning {init}", _model_file_start(init, config))
+
+
+def _model_file_start(path: str, config: TrainConfig) -> Noise2ScoreModel:
+    """A saved model to fine-tune, with the noise parameters of ``config``."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise Noise2ScoreError(f"init {path!r} is none of {', '.join(map(repr, INITS))} and "
+                               "no model file of that name exists")
+    model = Noise2ScoreModel.load(path)
+    if config.noise != model.config.noise:
+        raise Noise2ScoreError(f"{path} was trained for {model.config.noise} noise, not "
+                               f"{config.noise}: fine-tune it on data with that noise")
+    if model.conditioned:
+        P.check_noise_model(config.noise)
+        P.check_noise_std(config.sigma / model.scale)
+        return model.for_noise(config.sigma)
+    noise = {k: getattr(config, k) for k in ("sigma", "gain", "shape")}
+    if model.config.count_domain and noise["gain"] != model.config.gain:
+        noise["gain"] = model.config.gain  # the count domain is fixed by the model's gain
+    return replace(model, config=replace(model.config, **noise).validate())
+
+
+def split_holdout(planes: Sequence[np.ndarray], patch: int) -> tuple[list, list]:
+    """Training planes and held-out patches: the last ``patch`` rows of every plane at least
+    4 patches tall are held out. With none that tall, patches of the training planes serve
+    (then the criterion is not held out, only its perturbations are fresh)."""
+    train, held = [], []
+    for p in planes:
+        if p.shape[0] >= 4 * patch and p.shape[1] >= patch:
+            train.append(p[:-patch])
+            strip = p[-patch:]
+            held += [strip[:, x:x + patch] for x in range(0, p.shape[1] - patch + 1, patch)]
+        else:
+            train.append(p)
+    if not held:
+        rng = np.random.default_rng(1)
+        for _ in range(VAL_PATCHES):
+            p = train[rng.integers(len(train))]
+            y, x = rng.integers(p.shape[0] - patch + 1), rng.integers(p.shape[1] - patch + 1)
+            held.append(p[y:y + patch, x:x + patch])
+    step = max(1, len(held) // VAL_PATCHES)
+    return train, held[::step][:VAL_PATCHES]
+
+
+class Criterion:
+    """AR-DAE loss of a model's network on fixed held-out patches with fixed antithetic
+    perturbations: lower is a better score on the user's data."""
+
+    def __init__(self, model: Noise2ScoreModel, patches: Sequence[np.ndarray],
+                 device: torch.device) -> None:
+        self.model = model
+        y = torch.from_numpy(np.stack(patches)[:, None].astype(np.float32))
+        u = torch.randn(y.shape, generator=torch.Generator().manual_seed(12345))
+        self.y, self.u = torch.cat([y, y]).to(device), torch.cat([u, -u]).to(device)
+
+    @torch.no_grad()
+    def __call__(self, net: torch.nn.Module) -> float:
+        if not self.model.conditioned:
+            return float(step_loss(self.model, net, self.y, self.u, 0.0))
+        return float(np.mean([float(step_loss(self.model, net, self.y, self.u, r))
+                              for r in VAL_RATIOS]))
+
+
+def step_loss(model: Noise2ScoreModel, net: torch.nn.Module, y: torch.Tensor, u: torch.Tensor,
+              ratio: float | torch.Tensor) -> torch.Tensor:
+    """The fine-tuning loss: noise-conditioned AR-DAE at ``ratio`` (per item) of the noise
+    std, or plain AR-DAE at the model's final sigma_a."""
+    domain, noise_w = training_domain(model.config, model.scale)
+    if model.conditioned:
+        s = torch.full((y.shape[0],), noise_w.sigma * domain, device=y.device)
+        ratio = torch.as_tensor(ratio, dtype=torch.float32, device=y.device).expand(y.shape[0])
+        return P.conditioned_loss(net, y, s, ratio, u)
+    sa = model.final_sigma_a
+    z = y + (sa * domain) * u
+    if z.device.type == "cpu":
+        z = z.contiguous(memory_format=torch.channels_last)
+    score = score_from_residual(net(z), z, noise_w, domain, sa)
+    return (u + sa * score).square().mean()
+
+
+def iter_finetune(
+    stacks: Sequence[np.ndarray], config: TrainConfig, start: Noise2ScoreModel,
+    stop: Callable[[], bool] | None, started: float,
+) -> Iterator:
+    """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
+    ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
+    then TrainDone with the best network measured (its steps and seconds: this run's)."""
+    from .training import PatchSampler, TrainDone, TrainNote, TrainProgress, choose_patch
+
+    device = select_device(config.device)
+    model = start.to(device)
+    net = copy.deepcopy(model.net).to(device)
+    planes = [model.to_scaled(p) for s in stacks for p in s]
+    patch = choose_patch(stacks, config.patch_size, net)
+    train_planes, held = split_holdout(planes, patch)
+    sampler = PatchSampler(train_planes, patch, config.seed)
+    criterion = Criterion(model, held, device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    lr0 = config.learning_rate * LR_FACTOR
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr0, betas=(0.9, 0.99))
+    first = best = criterion(net)
+    best_state, best_step = copy.deepcopy(net.state_dict()), 0
+    step, fraction, ema, next_check, stopped = 0, 0.0, None, 1.0 / CHECKS, False
+    half = (config.batch_size + 1) // 2
+    lo, hi = P.RATIO_RANGE
+    domain, noise_w = training_domain(model.config, model.scale)  # sigma_a shown: mid-band
+    shown_sigma_a = (lo + hi) / 2 * noise_w.sigma if model.conditioned else model.final_sigma_a
+    net.train()
+    while fraction < 1.0:
+        if stop is not None and stop():
+            stopped = True
+            break
+        ramp = min(1.0, (fraction + 1e-3) / WARMUP)
+        for group in optimiser.param_groups:
+            group["lr"] = lr0 * ramp * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
+        y = torch.from_numpy(sampler.sample(half))
+        u = torch.randn(y.shape, generator=gen)
+        ratio = torch.from_numpy(rng.uniform(lo, hi, half).astype(np.float32))
+        loss = step_loss(model, net, torch.cat([y, y]).to(device), torch.cat([u, -u]).to(device),
+                         torch.cat([ratio, ratio]).to(device))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            break  # diverged: the best network measured so far is kept
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        elapsed = time.perf_counter() - started
+        fractions = [step / config.max_steps] if config.max_steps is not None else []
+        if config.max_seconds is not None:
+            fractions.append(elapsed / config.max_seconds)
+        fraction = max(fractions)
+        if fraction >= next_check and fraction < 1.0:
+            next_check += 1.0 / CHECKS
+            best, best_state, best_step = _keep_better(criterion, net, best, best_state,
+                                                       best_step, step)
+        eta = elapsed / fraction * (1 - fraction) if fraction < 1 else 0.0
+        yield TrainProgress(step, ema, shown_sigma_a, elapsed, eta, min(fraction, 1.0))
+    best, best_state, best_step = _keep_better(criterion, net, best, best_state, best_step, step)
+    net.load_state_dict(best_state)
+    net.eval()
+    kept = "the starting model" if best_step == 0 else f"step {best_step}"
+    yield TrainNote(f"held-out AR-DAE loss {first:.5f} at the start, {best:.5f} kept "
+                    f"({kept} of {step})")
+    cfg = replace(config, width=model.config.width, depth=model.config.depth,
+                  unshuffle=model.config.unshuffle, decorrelate=model.config.decorrelate,
+                  network=model.config.network, noise=model.config.noise,
+                  sigma=model.config.sigma, gain=model.config.gain, shape=model.config.shape,
+                  offset=model.config.offset,
+                  sigma_a_max=model.config.sigma_a_max, sigma_a_min=model.config.sigma_a_min)
+    done = replace(model, config=cfg.validate(), net=net, steps=step,
+                   seconds=time.perf_counter() - started)
+    yield TrainDone(done.to(device), stopped)
+
+
+def _keep_better(criterion: Criterion, net, best: float, state, best_step: int, step: int):
+    value = criterion(net)
+    net.train()
+    if value < best:
+        return value, copy.deepcopy(net.state_dict()), step
+    return best, state, best_step

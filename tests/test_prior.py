@@ -1,0 +1,205 @@
+"""The pretrained prior: shipped weights, denoising with no training, fine-tuning that never
+ends below its start, refusals outside its range, and the pre-training script."""
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import psnr, smooth_image
+from napari_noise2score import api
+from napari_noise2score.cli import main
+from napari_noise2score.core import prior as P
+from napari_noise2score.core.noise import NoiseParams, simulate
+from napari_noise2score.core.training import TrainDone, TrainNote, TrainProgress, iter_training
+
+FAST = dict(max_seconds=None, patch_size=48, batch_size=8, device="cpu", tta=False)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def case():
+    """A 128 x 128 8-bit-range image with Gaussian noise sigma 25 (as float32)."""
+    clean = np.stack([smooth_image(128, 3)]) * 220.0
+    return clean, simulate(clean, NoiseParams("gaussian", 25.0), seed=4).astype(np.float32)
+
+
+def finetune(noisy, stop=None, **options):
+    updates = list(iter_training(noisy, api.make_config(noise="gaussian", sigma=25.0,
+                                                        **{**FAST, **options}), stop))
+    assert isinstance(updates[-1], TrainDone)
+    return updates
+
+
+def zero_shot(noisy):
+    return api.denoise(noisy, api.load_model("pretrained").with_options(tta=False), sigma=25.0)
+
+
+def test_weights_ship_inside_the_package():
+    assert P.PRIOR_FILE.is_file() and ROOT / "src" in P.PRIOR_FILE.parents
+    assert P.PRIOR_FILE.stat().st_size < 8 * 2**20
+    provenance = P.load_prior().provenance
+    assert provenance["steps"] > 0 and provenance["commit"] and "Train400" in provenance["data"]
+    assert "weights/*.pt" in (ROOT / "setup.cfg").read_text()
+
+
+def test_pretrained_denoises_offline_from_the_cli(tmp_path, case, monkeypatch, capsys):
+    clean, noisy = case
+    src = tmp_path / "noisy.tif"
+    tifffile.imwrite(src, np.clip(noisy[0], 0, 255).astype(np.uint8))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    main(["denoise", str(src), "--model", "pretrained", "-o", str(tmp_path / "out.tif")])
+    assert "pretrained prior: Gaussian noise sigma" in capsys.readouterr().out
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert psnr(clean[0], out, 255) > psnr(clean[0], noisy[0], 255) + 4.0
+
+
+def test_npe2_denoise_and_train_take_the_prior(tmp_path, case):
+    from napari_noise2score import _commands
+
+    clean, noisy = case
+    src = tmp_path / "noisy.tif"
+    tifffile.imwrite(src, np.clip(noisy[0], 0, 255).astype(np.uint8))
+    summary = _commands.denoise(inputs=str(src), model="pretrained", sigma=25.0,
+                                output=str(tmp_path / "out.tif"))
+    assert len(summary["done"]) == 1 and not summary["failed"]
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert psnr(clean[0], out, 255) > psnr(clean[0], noisy[0], 255) + 4.0
+    path = _commands.train(inputs=str(src), output=str(tmp_path / "m.n2s"), sigma=25.0,
+                           max_seconds=None, max_steps=3, init="pretrained", patch_size=48)
+    assert api.load_model(path, device="cpu").config.network == "conditioned"
+
+
+def test_load_model_pretrained_binds_to_the_data(case):
+    clean, noisy = case
+    model = api.load_model("pretrained", device="cpu")
+    assert P.is_unbound(model)
+    given = api.denoise(noisy, model, sigma=25.0)
+    estimated = api.denoise(noisy, model)  # sigma estimated from the image
+    for out in (given, estimated):
+        assert psnr(clean, out, 255) > psnr(clean, noisy, 255) + 4.0
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(sigma=200.0), r"outside the prior's range \(5 to 75 / 255\)"),
+    (dict(sigma=0.5), r"outside the prior's range"),
+    (dict(gain=2.0), r"poisson noise is outside the prior's range"),
+])
+def test_prior_refuses_noise_outside_its_range(case, options, match):
+    _, noisy = case
+    with pytest.raises(P.PriorRangeError, match=match) as info:
+        api.denoise(noisy, "pretrained", **options)
+    assert "\n" not in str(info.value)
+
+
+def test_init_pretrained_refuses_and_auto_falls_back_to_scratch(case):
+    _, noisy = case
+    counts = np.random.default_rng(0).poisson(20.0, (1, 64, 64)).astype(np.float32)
+    config = api.make_config(noise="poisson", gain=1.0, init="pretrained", max_steps=2, **FAST)
+    with pytest.raises(P.PriorRangeError, match="outside the prior's range"):
+        list(iter_training(counts, config))
+    config = api.make_config(noise="poisson", gain=1.0, max_steps=2, **FAST)
+    notes = [u.text for u in iter_training(counts, config) if isinstance(u, TrainNote)]
+    assert notes[0].startswith("training from scratch: poisson noise is outside")
+    updates = finetune(noisy, max_steps=2, init="scratch")
+    assert [u.text for u in updates if isinstance(u, TrainNote)] == [
+        "training from scratch (as asked)"]
+    assert updates[-1].model.config.network == "plain"
+
+
+def test_finetune_never_ends_below_the_prior(case):
+    clean, noisy = case
+    start = psnr(clean, zero_shot(noisy), 255)
+    wrecked = finetune(noisy, max_steps=20, learning_rate=20.0)  # a rate that ruins the net
+    notes = [u.text for u in wrecked if isinstance(u, TrainNote)]
+    assert notes[0].startswith("fine-tuning the pretrained prior")
+    assert "the starting model" in notes[-1]
+    kept = api.denoise(noisy, wrecked[-1].model)
+    assert psnr(clean, kept, 255) == pytest.approx(start, abs=1e-4)
+    tuned = finetune(noisy, max_steps=60)[-1].model
+    assert tuned.config.network == "conditioned" and tuned.steps == 60
+    assert psnr(clean, api.denoise(noisy, tuned), 255) >= start - 0.05
+
+
+def test_stop_mid_finetune_gives_a_usable_model(case, tmp_path):
+    clean, noisy = case
+    steps = []
+
+    def stop():
+        return len(steps) >= 3
+
+    for update in iter_training(noisy, api.make_config(noise="gaussian", sigma=25.0,
+                                                       max_steps=10_000, **FAST), stop):
+        if isinstance(update, TrainProgress):
+            steps.append(update.step)
+    assert isinstance(update, TrainDone) and update.stopped and update.model.steps == 3
+    path = update.model.save(tmp_path / "tuned.n2s")
+    loaded = api.load_model(path, device="cpu")
+    out = api.denoise(noisy, loaded)
+    assert np.allclose(out, api.denoise(noisy, update.model), atol=1e-4)
+    assert psnr(clean, out, 255) > psnr(clean, noisy, 255) + 4.0
+    with pytest.raises(P.PriorRangeError):
+        api.denoise(noisy, loaded, sigma=300.0)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pretrain", ROOT / "scripts" / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pretrain"] = module  # its dataclass needs its module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_data(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    (root / "train400").mkdir(parents=True)
+    for i in range(3):
+        img = (smooth_image(96, i) * 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "train400" / f"test_{i:03d}.png")
+    for folder, fov in (("noisy", 1), ("clean", 51)):
+        (root / "w2s" / folder).mkdir(parents=True)
+        clean = smooth_image(256, 9) * 100
+        img = clean if folder == "clean" else 10.0 * rng.poisson(clean / 10) + 5 + rng.normal(
+            0, 3, clean.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+            root / "w2s" / folder / f"fov{fov:03d}_ch1.png")
+
+
+def test_pretrain_script_checkpoints_resumes_and_exports(tmp_path):
+    script = _script()
+    _fake_data(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--data", str(tmp_path / "data"), "--validate-every", "0"]
+    script.main([*common, "--max-steps", "4"])
+    script.main([*common, "--max-steps", "7"])  # resumes at step 4 from the checkpoint
+    log = [line for line in (out / "log.jsonl").read_text().splitlines() if line]
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in log]
+    assert steps[0] == 0 and 4 in steps and steps[-1] == 7 and steps == sorted(steps)
+    assert "psnr_sigma25" in log[-1]
+    target = tmp_path / "prior.pt"
+    script.main([*common, "--export", str(target)])
+    exported = P.load_prior(target)
+    assert exported.provenance["steps"] == 7 and exported.provenance["validation"]["step"] == 7
+
+
+def test_init_from_a_model_file(case, tmp_path):
+    _, noisy = case
+    first = finetune(noisy, max_steps=2)[-1].model
+    path = first.save(tmp_path / "first.n2s")
+    updates = finetune(noisy, max_steps=2, init=str(path))
+    assert [u.text for u in updates if isinstance(u, TrainNote)][0] == f"fine-tuning {path}"
+    assert updates[-1].model.config.init == str(path)
+    plain = finetune(noisy, max_steps=2, init="scratch")[-1].model.save(tmp_path / "plain.n2s")
+    assert finetune(noisy, max_steps=2, init=str(plain))[-1].model.config.network == "plain"
+    with pytest.raises(api.Noise2ScoreError, match="none of 'auto', 'pretrained', 'scratch'"):
+        finetune(noisy, max_steps=2, init="pretrain")
