@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import time
@@ -266,15 +265,18 @@ def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable:
     return model
 
 
-def _tta_line(model, job, args) -> str:
-    """Which averaging the denoising uses: for one input, what its size gives."""
+def _tta_line(model, job, args) -> str | None:
+    """Which averaging the denoising uses: for one input, what its size gives (None when
+    the input cannot be opened: its own error is then the one line printed)."""
     from .core.inference import describe_tta
     from .io.lazy import open_lazy
 
     n_pixels = None
     if job is not None and model.config.tta is None:
-        with contextlib.suppress(Noise2ScoreError):  # reported with the file's own error
+        try:
             n_pixels = open_lazy(job.source, args.axes, args.series)[0].size
+        except Noise2ScoreError:
+            return None
     return describe_tta(model.config.tta, n_pixels)
 
 
@@ -289,7 +291,9 @@ def _denoise_files(model, jobs, args) -> None:
     model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
     memory = None if args.memory is None else int(args.memory * 2**20)
     single = len(jobs) == 1
-    print(f"denoising: {_tta_line(model, jobs[0] if single else None, args)}", file=sys.stderr)
+    averaging = _tta_line(model, jobs[0] if single else None, args)
+    if averaging:
+        print(f"denoising: {averaging}", file=sys.stderr)
     tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
 
     def progress_for(job: Job):

@@ -37,6 +37,7 @@ HANDLED_FIELDS = frozenset({
     "width", "depth", "unshuffle", "decorrelate",
     "max_seconds", "max_steps", "patch_size", "batch_size", "learning_rate", "antithetic",
     "sigma_a_max", "sigma_a_min", "seed", "device",
+    "init",  # where training started: the trained network is what is exported
 })
 #: The Gaussian kernel reach of ``preserve_local_mean`` (scipy's default truncate).
 TRUNCATE = 4.0
