@@ -49,3 +49,37 @@ def make_sample_layers() -> list[tuple]:
         (noisy, {"name": "noisy sample", "metadata": meta}, "image"),
         (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image"),
     ]
+
+
+def two_photon_like(
+    clean: np.ndarray,
+    photons: float = 30.0,
+    gain: float = 8.5,
+    read: float = 11.0,
+    offset: float = 22.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A two-photon-like 8-bit capture of ``clean``, and its exact expected value.
+
+    ``clean`` (non-negative) is scaled so its maximum is ``photons`` counts per pixel; the
+    capture is gain * Poisson + N(offset, read^2), rounded and clipped to 0..255 (uint8).
+    The reference returned beside it is E[capture | clean] (float64), what an average of
+    many captures tends to: clipping at 0 and 255 included.
+    """
+    from scipy.special import ndtr
+    from scipy.stats import poisson
+
+    clean = np.asarray(clean, dtype=np.float64)
+    lam = clean * (photons / max(float(clean.max()), 1e-12))
+    rng = np.random.default_rng(seed)
+    y = gain * rng.poisson(lam) + offset + read * rng.standard_normal(lam.shape)
+    noisy = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    # expectation of clip(round(.)) per distinct intensity: sum over counts k and grey levels
+    levels, inverse = np.unique(lam, return_inverse=True)
+    kmax = int(photons + 10 * np.sqrt(photons) + 10)
+    k = np.arange(kmax + 1)
+    g = np.arange(256)
+    # P(round(gain k + offset + read n) >= g) for g = 1..255, summed: E[clip(round(.))]
+    tail = ndtr((gain * k[:, None] + offset - (g[None, 1:] - 0.5)) / read).sum(axis=1)
+    expected = poisson.pmf(k[None, :], levels[:, None]) @ tail
+    return noisy, expected[inverse].reshape(lam.shape)

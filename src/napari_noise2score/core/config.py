@@ -12,6 +12,10 @@ from .noise import MIXED_MODES, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTO = "auto"
+#: Where the score is learned for Poisson-type noise: "none", the intensities (counts) and
+#: the Poisson-type Tweedie steps; "anscombe", after the generalized Anscombe transform
+#: (Gaussian noise of std 1), Gaussian Tweedie there, then the exact unbiased inverse.
+TRANSFORMS = ("none", "anscombe")
 
 
 @dataclass
@@ -24,7 +28,9 @@ class TrainConfig:
     on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
     measured noise correlation at training. ``mixed_mode`` and ``tta`` (the score averaged
     over the 8 flips and quarter turns of each tile: 8 forward passes) act at denoising and
-    can be changed on a trained model (``Noise2ScoreModel.with_options``).
+    can be changed on a trained model (``Noise2ScoreModel.with_options``). ``transform``
+    (``TRANSFORMS``) is where Poisson-type noise is learned; ``None`` chooses at training
+    (``choose_transform``) and the model stores the choice.
     """
 
     noise: str = "gaussian"
@@ -33,6 +39,7 @@ class TrainConfig:
     shape: float | None = None
     offset: float = 0.0
     mixed_mode: str = "gaussian-then-poisson"
+    transform: str | None = None
     tta: bool = True
     axes: str | None = None
     max_seconds: float | None = 120.0
@@ -62,9 +69,18 @@ class TrainConfig:
         return NoiseParams(self.noise, self.sigma, self.gain, self.shape)
 
     @property
-    def count_domain(self) -> bool:
-        """Whether the score is learned in photon counts (Poisson-type noise)."""
+    def poisson_type(self) -> bool:
         return self.noise in ("poisson", "poisson-gaussian")
+
+    @property
+    def anscombe(self) -> bool:
+        """Whether the score is learned after the generalized Anscombe transform."""
+        return self.transform == "anscombe" and self.poisson_type
+
+    @property
+    def count_domain(self) -> bool:
+        """Whether the score is learned in photon counts (Poisson-type noise, no transform)."""
+        return self.poisson_type and not self.anscombe
 
     def validate(self) -> TrainConfig:
         """Raise a clear error for any impossible setting; return self.
@@ -78,6 +94,15 @@ class TrainConfig:
         if self.mixed_mode not in MIXED_MODES:
             raise Noise2ScoreError(
                 f"unknown mixed mode {self.mixed_mode!r}; choose one of {', '.join(MIXED_MODES)}"
+            )
+        if self.transform is not None and self.transform not in TRANSFORMS:
+            raise Noise2ScoreError(
+                f"unknown transform {self.transform!r}; choose one of {', '.join(TRANSFORMS)}"
+            )
+        if self.transform == "anscombe" and not (self.poisson_type or self.noise == AUTO):
+            raise Noise2ScoreError(
+                f"the Anscombe transform is for poisson and poisson-gaussian noise, not "
+                f"{self.noise}"
             )
         if self.max_seconds is None and self.max_steps is None:
             raise Noise2ScoreError("give a training budget: max_seconds, max_steps or both")

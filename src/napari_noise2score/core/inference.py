@@ -130,7 +130,7 @@ def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> N
     params = (noise or model.noise_params()).validate()
     if params.model != model.config.noise:
         model.noise_params(noise=params.model)  # raises the mismatch error
-    return params.rescaled(model.scale)
+    return model.tweedie_noise(params)
 
 
 def denoise_plane(

@@ -122,8 +122,10 @@ class DenoiseWidget(QWidget):
             self._param_labels[name].setVisible(name in needs)
             if getattr(cfg, name) is not None:
                 box.setValue(getattr(cfg, name))
-        # a Poisson-type model's gain is fixed by its training domain
-        self.params["gain"].setEnabled(not cfg.count_domain)
+        # a Poisson-type model's gain (and, after the Anscombe transform, its read noise)
+        # is fixed by its training domain
+        self.params["gain"].setEnabled(not cfg.poisson_type)
+        self.params["sigma"].setEnabled(not cfg.anscombe)
         self.model_label.setText(f"{cfg.noise} model, {self.store.source} "
                                  f"({model.steps} steps)")
         self.denoise_button.setEnabled(self.worker is None)
@@ -166,7 +168,7 @@ class DenoiseWidget(QWidget):
                 return
             data = layer_array(layer)
             overrides = {n: b.value() for n, b in self.params.items()
-                         if n in model.noise_params().needs}
+                         if n in model.noise_params().needs and b.isEnabled()}
             noise = model.noise_params(**overrides)
             axes = self.axes.text().strip().upper() or None
         except Noise2ScoreError as exc:
