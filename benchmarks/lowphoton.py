@@ -263,11 +263,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help=f"also train and score these routes: comma list of {', '.join(ROUTES)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--groups", type=int, help="only the first N models of each kind (smoke tests)")
+    p.add_argument("--only", default="", help="only these models, by name (comma list: "
+                   "FMD image names, ch0-ch2 for W2S, e.g. w2s_fov001_ch0 or set12_08)")
     p.add_argument("--peers-python", help="python of the peers venv (Noise2Void); omit to skip")
     p.add_argument("--out", type=Path, default=HERE / "results" / "lowphoton.json")
     args = p.parse_args(argv)
     args.kinds = [k for k in args.kinds.split(",") if k]
     args.routes = [r for r in args.routes.split(",") if r]
+    args.only = [n for n in args.only.split(",") if n]
     bad = [k for k in args.kinds if k not in KINDS] + [r for r in args.routes if r not in ROUTES]
     if bad or not args.kinds:
         raise UsageError(f"unknown kind or route {', '.join(bad) or '(none given)'}; kinds: "
@@ -294,8 +297,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads or cpu_threads())
     start = time.perf_counter()
-    results = {k: [row for g in list(groups(args.data, k))[: args.groups]
-                   for row in run_group(g, args)] for k in args.kinds}
+    results = {}
+    for kind in args.kinds:
+        chosen = [g for g in groups(args.data, kind) if not args.only or g.name in args.only]
+        rows = [row for g in chosen[: args.groups] for row in run_group(g, args)]
+        if rows:
+            results[kind] = rows
     table = summarise(results)
     report = {"command": " ".join(sys.argv), "budget": budget(args),
               "machine": {"torch_threads": torch.get_num_threads(),
