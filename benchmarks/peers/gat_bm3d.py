@@ -26,52 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_noise2score.core.anscombe import gat_forward, gat_inverse
+
 __all__ = ["gat_forward", "gat_inverse_closed_form", "gat_bm3d"]
 
-# Expected GAT value of a zero-intensity pure-Poisson pixel: 2*sqrt(3/8).
-_D_MIN = 2.0 * np.sqrt(3.0 / 8.0)
-
-
-def gat_forward(y: np.ndarray, gain: float, sigma: float, offset: float = 0.0) -> np.ndarray:
-    """Generalized Anscombe transform; output has ~unit noise std."""
-    if gain <= 0:
-        raise ValueError("gain must be > 0")
-    z = (np.asarray(y, dtype=np.float64) - offset) / gain
-    s2 = (sigma / gain) ** 2
-    arg = z + 3.0 / 8.0 + s2
-    # Values below the domain of the square root are mapped to 0, as usual.
-    return 2.0 * np.sqrt(np.maximum(arg, 0.0))
-
-
-def gat_inverse_closed_form(
-    d: np.ndarray, gain: float, sigma: float, offset: float = 0.0
-) -> np.ndarray:
-    """Closed-form approximation of the exact unbiased inverse of the GAT.
-
-    With s = sigma/gain (normalised Gaussian std) and D the denoised GAT value:
-
-        I(D) = D^2/4 + sqrt(3/2)/4 * D^-1 - 11/8 * D^-2
-               + 5/8 * sqrt(3/2) * D^-3 - 1/8 - s^2
-
-    clipped at 0, then rescaled: x_hat = gain * I(D) + offset.
-
-    The expansion is asymptotic in D and diverges as D -> 0; it is exactly 0
-    at D = 2*sqrt(3/8) (the expected transform of a zero-count pixel), so D is
-    clamped from below at that value (giving an output of max(-s^2, 0) = 0 there).
-    """
-    d = np.maximum(np.asarray(d, dtype=np.float64), _D_MIN)
-    s2 = (sigma / gain) ** 2
-    r = np.sqrt(1.5)
-    inv = (
-        0.25 * d**2
-        + 0.25 * r / d
-        - (11.0 / 8.0) / d**2
-        + (5.0 / 8.0) * r / d**3
-        - 1.0 / 8.0
-        - s2
-    )
-    inv = np.maximum(inv, 0.0)
-    return gain * inv + offset
+# The transform and its inverse live in the package, shared with its Anscombe route.
+gat_inverse_closed_form = gat_inverse
 
 
 def gat_bm3d(noisy: np.ndarray, gain: float, sigma: float, offset: float = 0.0) -> np.ndarray:

@@ -49,3 +49,64 @@ def make_sample_layers() -> list[tuple]:
         (noisy, {"name": "noisy sample", "metadata": meta}, "image"),
         (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image"),
     ]
+
+
+def two_photon_like(
+    clean: np.ndarray,
+    photons: float = 30.0,
+    gain: float = 8.5,
+    read: float = 11.0,
+    offset: float = 22.0,
+    seed: int = 0,
+    spread: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A two-photon-like 8-bit capture of ``clean``, and its exact expected value.
+
+    ``clean`` (non-negative) is scaled so its maximum is ``photons`` counts per pixel; the
+    capture is the photons' amplitudes + N(offset, read^2), rounded and clipped to 0..255
+    (uint8). Each photon adds ``gain`` grey levels, or, with ``spread`` (k >= 1), a
+    Gamma(k, gain / k) amplitude: a photomultiplier's broad single-photon response (the
+    variance per photon is then gain^2 (1 + 1/k)). The reference returned beside it is
+    E[capture | clean] (float64), what an average of many captures tends to: clipping at 0
+    and 255 included.
+    """
+    from scipy.special import ndtr
+    from scipy.stats import gamma, poisson
+
+    if spread is not None and spread < 1:
+        raise ValueError("spread (the Gamma shape of one photon's amplitude) must be >= 1")
+    clean = np.asarray(clean, dtype=np.float64)
+    lam = clean * (photons / max(float(clean.max()), 1e-12))
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(lam)
+    if spread is None:
+        amplitude = gain * counts
+    else:
+        shape = np.maximum(counts * spread, 1e-12)
+        amplitude = np.where(counts > 0, rng.gamma(shape, gain / spread), 0.0)
+    y = amplitude + offset + read * rng.standard_normal(lam.shape)
+    noisy = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    # E[clip(round(y))] = sum over grey levels g = 1..255 of P(y >= g - 1/2): per
+    # amplitude a, S(a) = sum_g Phi((a + offset - g + 1/2) / read); per count k, S averaged
+    # over the amplitude's distribution; then mixed by Poisson(k; lam)
+    levels, inverse = np.unique(lam, return_inverse=True)
+    kmax = int(photons + 10 * np.sqrt(photons) + 10)
+    k = np.arange(kmax + 1)
+    thresholds = np.arange(1, 256) - 0.5
+
+    def total(a: np.ndarray) -> np.ndarray:
+        return ndtr((a[..., None] + offset - thresholds) / read).sum(axis=-1)
+
+    if spread is None:
+        tail = total(gain * k.astype(np.float64))
+    else:  # amplitudes on a grid up to where the capture surely saturates
+        top = 255.0 - offset + 8 * read
+        edges = np.linspace(0.0, top, 1501)
+        cdf = gamma.cdf(edges[None, :], np.maximum(k[1:, None] * spread, 1e-12),
+                        scale=gain / spread)
+        weights = np.diff(cdf, axis=1)
+        weights[:, -1] += 1.0 - cdf[:, -1]  # beyond the grid: saturated anyway
+        tail = np.concatenate([total(np.zeros(1)),
+                               weights @ total((edges[:-1] + edges[1:]) / 2)])
+    expected = poisson.pmf(k[None, :], levels[:, None]) @ tail
+    return noisy, expected[inverse].reshape(lam.shape)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch import DISTRIBUTE
-from .core.config import AUTO, DEVICES, TrainConfig
+from .core.config import AUTO, DEVICES, TRANSFORMS, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import MIXED_MODES, NOISE_MODELS
 from .core.stack import DTYPES
@@ -68,7 +68,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=d.device,
                    help=f"one of {', '.join(DEVICES)} (default: auto)")
     g.add_argument("--mixed-mode", choices=MIXED_MODES, default=d.mixed_mode,
-                   help="Tweedie form for poisson-gaussian noise")
+                   help="Tweedie form for poisson-gaussian noise (in photon counts)")
+    g.add_argument("--transform", choices=(AUTO, *TRANSFORMS), default=AUTO,
+                   help="where poisson and poisson-gaussian noise is learned: 'anscombe' "
+                   "after the generalized Anscombe transform (Gaussian Tweedie, then the "
+                   "exact unbiased inverse), 'none' in photon counts with --mixed-mode "
+                   "(default: auto, chosen from the data and printed)")
     g.add_argument("--patch-size", type=int, default=d.patch_size)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--lr", type=float, dest="learning_rate", default=d.learning_rate)
@@ -195,6 +200,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         offset=args.offset,
         max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
         device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
+        transform=None if args.transform == AUTO else args.transform,
         batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
         depth=args.depth, decorrelate=args.decorrelate, init=args.init,
     )
@@ -212,7 +218,8 @@ def _train_with_bar(images, config: TrainConfig):
                 bar.update(100 - bar.n)
                 return update.model
             if isinstance(update, NoiseEstimated):
-                bar.write(f"estimated {update.estimate.describe()}", file=sys.stderr)
+                line = f"estimated {update.estimate.describe()}"
+                bar.write(f"{line}; {update.route}" if update.route else line, file=sys.stderr)
                 continue
             if isinstance(update, TrainNote):
                 bar.write(update.text, file=sys.stderr)

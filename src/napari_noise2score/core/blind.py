@@ -148,6 +148,11 @@ def quality(model: str, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> f
 def _check_model(model: Noise2ScoreModel, noise: str | None, parameter: str | None) -> str:
     """The searched parameter; errors for a noise-model mismatch or an unknown parameter."""
     model.noise_params(noise=noise)  # raises for a model trained on other noise
+    if model.config.anscombe:
+        raise Noise2ScoreError(
+            "blind search does not apply to an Anscombe-transform model: the transform "
+            "fixes the noise (std 1) at training; train again with other noise parameters"
+        )
     allowed = SEARCHED[model.config.noise]
     if parameter is not None and parameter != allowed:
         raise Noise2ScoreError(

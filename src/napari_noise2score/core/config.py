@@ -21,6 +21,10 @@ INITS = (AUTO, "pretrained", "scratch")
 #: declares one is damaged.
 LIMITS = {"width": (1, 128), "depth": (1, 6), "unshuffle": (1, 4), "decorrelate": (1, 2),
           "patch_size": (8, 1024), "batch_size": (1, 1024)}
+#: Where the score is learned for Poisson-type noise: "none", the intensities (counts) and
+#: the Poisson-type Tweedie steps; "anscombe", after the generalized Anscombe transform
+#: (Gaussian noise of std 1), Gaussian Tweedie there, then the exact unbiased inverse.
+TRANSFORMS = ("none", "anscombe")
 
 
 @dataclass
@@ -39,7 +43,9 @@ class TrainConfig:
     ``init`` is where training starts: ``pretrained`` (fine-tune the shipped prior,
     ``prior.py``), ``scratch``, a model file's path, or ``auto`` (the prior when the noise is
     in its range, else scratch). ``network`` is ``plain`` or ``conditioned`` (the prior's
-    noise-conditioned network, which its fine-tuned models keep).
+    noise-conditioned network, which its fine-tuned models keep). ``transform``
+    (``TRANSFORMS``) is where Poisson-type noise is learned; ``None`` chooses at training
+    (``choose_transform``) and the model stores the choice.
     """
 
     noise: str = AUTO
@@ -48,6 +54,7 @@ class TrainConfig:
     shape: float | None = None
     offset: float = 0.0
     mixed_mode: str = "gaussian-then-poisson"
+    transform: str | None = None
     tta: bool | None = None
     axes: str | None = None
     max_seconds: float | None = 120.0
@@ -79,9 +86,18 @@ class TrainConfig:
         return NoiseParams(self.noise, self.sigma, self.gain, self.shape)
 
     @property
-    def count_domain(self) -> bool:
-        """Whether the score is learned in photon counts (Poisson-type noise)."""
+    def poisson_type(self) -> bool:
         return self.noise in ("poisson", "poisson-gaussian")
+
+    @property
+    def anscombe(self) -> bool:
+        """Whether the score is learned after the generalized Anscombe transform."""
+        return self.transform == "anscombe" and self.poisson_type
+
+    @property
+    def count_domain(self) -> bool:
+        """Whether the score is learned in photon counts (Poisson-type noise, no transform)."""
+        return self.poisson_type and not self.anscombe
 
     def validate(self) -> TrainConfig:
         """Raise a clear error for any impossible setting; return self.
@@ -95,6 +111,15 @@ class TrainConfig:
         if self.mixed_mode not in MIXED_MODES:
             raise Noise2ScoreError(
                 f"unknown mixed mode {self.mixed_mode!r}; choose one of {', '.join(MIXED_MODES)}"
+            )
+        if self.transform is not None and self.transform not in TRANSFORMS:
+            raise Noise2ScoreError(
+                f"unknown transform {self.transform!r}; choose one of {', '.join(TRANSFORMS)}"
+            )
+        if self.transform == "anscombe" and not (self.poisson_type or self.noise == AUTO):
+            raise Noise2ScoreError(
+                f"the Anscombe transform is for poisson and poisson-gaussian noise, not "
+                f"{self.noise}"
             )
         if self.max_seconds is None and self.max_steps is None:
             raise Noise2ScoreError("give a training budget: max_seconds, max_steps or both")

@@ -155,7 +155,7 @@ def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> N
     params = (noise or model.noise_params()).validate()
     if params.model != model.config.noise:
         model.noise_params(noise=params.model)  # raises the mismatch error
-    return params.rescaled(model.scale)
+    return model.tweedie_noise(params)
 
 
 def denoise_plane(
@@ -174,18 +174,23 @@ def denoise_plane(
     plane = np.asarray(plane)
     y = model.to_scaled(plane)
     score = model.score(y, predict_plane(model.net, y, tile, overlap, model.config.tta))
-    x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
-    out = model.from_scaled(preserve_local_mean(y, x))
-    return keep_saturated(plane, out)
+    x = model.from_scaled(tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode))
+    # in input units: after the Anscombe route's non-linear inverse too (docs/algorithm.md)
+    out = preserve_local_mean(plane.astype(np.float32), x)
+    return clip_to_range(plane, out)
 
 
-def keep_saturated(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Pixels at the integer type's maximum are saturated (the true value is at least that):
-    they keep their value instead of a posterior mean computed as if they were not clipped."""
+def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """For integer data, the denoised value within the type's range (0..255 for uint8).
+
+    The capture was clipped there, so its expected value (what an average of captures
+    gives) lies inside too: at a saturated pixel (255) that is the denoised value, usually
+    below 255, not the clipped reading itself. Keeping saturated readings cost 1.4 dB on
+    synthetic two-photon captures with 0.8 % of pixels at 255 (docs/algorithm.md).
+    """
     if np.issubdtype(plane.dtype, np.integer):
-        saturated = plane == np.iinfo(plane.dtype).max
-        if saturated.any():
-            out[saturated] = plane[saturated]
+        info = np.iinfo(plane.dtype)
+        np.clip(out, info.min, info.max, out=out)
     return out
 
 

@@ -15,7 +15,12 @@ from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ScoreUNet
 from .noise import NoiseParams, check_applicable
-from .score import score_from_residual, training_domain
+from .score import (
+    from_network_units,
+    score_from_residual,
+    to_network_units,
+    training_domain,
+)
 
 FORMAT = "napari-noise2score-model"
 FORMAT_VERSION = 1
@@ -122,12 +127,21 @@ class Noise2ScoreModel:
         return self.final_sigma_a * self.domain
 
     def to_scaled(self, plane: np.ndarray) -> np.ndarray:
-        """Input intensities to the network's scale (offset removed), float32."""
-        return (plane.astype(np.float32) - np.float32(self.config.offset)) / np.float32(self.scale)
+        """Input intensities to the network's scale (offset removed, or the Anscombe
+        transform), float32."""
+        return to_network_units(self.config, plane) / np.float32(self.scale)
 
     def from_scaled(self, x: np.ndarray) -> np.ndarray:
-        """The network's scale back to input intensities (offset restored), float32."""
-        return (x * np.float32(self.scale) + np.float32(self.config.offset)).astype(np.float32)
+        """The network's scale back to input intensities (offset restored, or the exact
+        unbiased inverse of the Anscombe transform), float32."""
+        return from_network_units(self.config, x * np.float32(self.scale))
+
+    def tweedie_noise(self, params: NoiseParams) -> NoiseParams:
+        """The noise Tweedie's step assumes, in scaled network units, for ``params`` (input
+        units): Gaussian of std 1 before scaling after the Anscombe transform."""
+        if self.config.anscombe:
+            return NoiseParams("gaussian", sigma=1.0 / self.scale)
+        return params.rescaled(self.scale)
 
     def score(self, y_scaled: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """Score d log p / dy in scaled intensities, from the network's residual at ``y_scaled``."""
@@ -156,10 +170,15 @@ class Noise2ScoreModel:
                 f"this model was trained for {cfg.noise} noise, not {noise}: "
                 f"train a model for {noise} noise"
             )
-        if cfg.count_domain and gain is not None and gain != cfg.gain:
+        if cfg.poisson_type and gain is not None and gain != cfg.gain:
             raise Noise2ScoreError(
                 "the gain of a Poisson-type model is fixed at training "
                 f"({cfg.gain}); train a new model for gain {gain}"
+            )
+        if cfg.anscombe and sigma is not None and sigma != cfg.sigma:
+            raise Noise2ScoreError(
+                "the read noise of an Anscombe-transform model is fixed at training "
+                f"({cfg.sigma}); train a new model for read noise {sigma}"
             )
         return NoiseParams(
             cfg.noise,

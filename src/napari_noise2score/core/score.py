@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .anscombe import gat_forward, gat_inverse
 from .config import TrainConfig
 from .noise import NoiseParams
 
@@ -27,10 +28,31 @@ def training_domain(config: TrainConfig, scale: float) -> tuple[float, NoisePara
     """The training domain of a model whose intensities are divided by ``scale``.
 
     Returns the scaled intensity of one domain unit (one photon count for Poisson-type
-    noise, else 1.0) and the noise parameters expressed in that domain.
+    noise, else 1.0) and the noise parameters expressed in that domain. After the Anscombe
+    transform the noise is Gaussian with std 1 before scaling.
     """
+    if config.anscombe:
+        return 1.0, NoiseParams("gaussian", sigma=1.0 / scale)
     domain = config.gain / scale if config.count_domain else 1.0
     return domain, config.noise_params.rescaled(scale).rescaled(domain)
+
+
+def to_network_units(config: TrainConfig, plane: np.ndarray) -> np.ndarray:
+    """Input intensities to the network's units before scaling: the offset removed, or the
+    generalized Anscombe transform (float32)."""
+    if config.anscombe:
+        return gat_forward(plane, config.gain, config.sigma or 0.0, config.offset).astype(
+            np.float32)
+    return np.asarray(plane).astype(np.float32) - np.float32(config.offset)
+
+
+def from_network_units(config: TrainConfig, x: np.ndarray) -> np.ndarray:
+    """Inverse of ``to_network_units`` for a denoised image (the exact unbiased inverse of
+    the Anscombe transform), float32."""
+    if config.anscombe:
+        return gat_inverse(x, config.gain, config.sigma or 0.0, config.offset).astype(
+            np.float32)
+    return (x + np.float32(config.offset)).astype(np.float32)
 
 
 #: Side of the box over which the signal level of the variance function is averaged.

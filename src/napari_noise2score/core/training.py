@@ -19,7 +19,8 @@ from .finetune import choose_start, iter_finetune
 from .model import Noise2ScoreModel, build_network, network_bytes, package_version
 from .network import ScoreUNet
 from .noise import NoiseParams
-from .score import score_from_residual, training_domain
+from .route import choose_transform, describe_route
+from .score import score_from_residual, to_network_units, training_domain
 from .stack import check_image, intensity_scale, to_planes
 
 
@@ -37,9 +38,11 @@ class TrainProgress:
 
 @dataclass(frozen=True)
 class NoiseEstimated:
-    """Noise parameters estimated from the training data (``noise="auto"``), before use."""
+    """Noise parameters estimated from the training data (``noise="auto"``), before use,
+    and the denoising route chosen for them (``route.describe_route``)."""
 
     estimate: NoiseEstimate
+    route: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,13 +221,19 @@ def _iter_training(
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
         estimate = estimate_noise(stacks, fallback=True)
-        yield NoiseEstimated(estimate)
-        config = config.with_estimate(estimate).validate()
-    elif config.decorrelate is None:
-        config = replace(config, decorrelate=measured_stride(stacks))
+        config = choose_transform(config.with_estimate(estimate).validate(), stacks)
+        yield NoiseEstimated(estimate, describe_route(config))
+    else:
+        config = choose_transform(config, stacks)
+        if config.decorrelate is None:
+            config = replace(config, decorrelate=measured_stride(stacks))
     start = time.perf_counter()  # the budget covers building the network, too
     device = select_device(config.device)
-    scale = intensity_scale(stacks, config.offset)
+    if config.anscombe:
+        planes = [to_network_units(config, p) for s in stacks for p in s]
+        scale = intensity_scale(planes)
+    else:
+        scale = intensity_scale(stacks, config.offset)
     begin = choose_start(config, scale)
     yield TrainNote(begin.reason)
     if begin.model is not None:
@@ -232,8 +241,9 @@ def _iter_training(
                                  start)
         return
     config = replace(config, init="scratch")
-    off = np.float32(config.offset)
-    planes = [(p.astype(np.float32) - off) / np.float32(scale) for s in stacks for p in s]
+    if not config.anscombe:
+        planes = [to_network_units(config, p) for s in stacks for p in s]
+    planes = [p / np.float32(scale) for p in planes]
     domain, noise_w = training_domain(config, scale)
     cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
     check_network_fits(cfg, device.type)

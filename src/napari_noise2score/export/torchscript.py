@@ -38,6 +38,7 @@ HANDLED_FIELDS = frozenset({
     "max_seconds", "max_steps", "patch_size", "batch_size", "learning_rate", "antithetic",
     "sigma_a_max", "sigma_a_min", "seed", "device",
     "init",  # where training started: the trained network is what is exported
+    "transform",  # "none" is what the pieces compute; "anscombe" is refused below
 })
 #: The Gaussian kernel reach of ``preserve_local_mean`` (scipy's default truncate).
 TRUNCATE = 4.0
@@ -363,6 +364,9 @@ def check_exportable(config: TrainConfig) -> None:
             raise ExportError(
                 f"the bioimage.io export does not reproduce {f.name}={value!r} yet; export "
                 f"a model trained with {f.name}={f.default!r}")
+    if config.transform == "anscombe":
+        raise ExportError("the bioimage.io export does not reproduce the Anscombe route yet; "
+                          "export a model trained with transform 'none'")
     if config.noise not in ("gaussian", "gamma", "poisson", "poisson-gaussian"):
         raise ExportError(f"the model's noise model is {config.noise!r}: only a trained "
                           "model (with a resolved noise model) can be exported")

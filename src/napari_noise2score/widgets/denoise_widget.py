@@ -152,8 +152,10 @@ class DenoiseWidget(QWidget):
             if getattr(cfg, name) is not None:
                 box.setValue(getattr(cfg, name))
         self.tta.setCurrentText({v: k for k, v in QUALITY.items()}[cfg.tta])
-        # a Poisson-type model's gain is fixed by its training domain
-        self.params["gain"].setEnabled(not cfg.count_domain)
+        # a Poisson-type model's gain (and, after the Anscombe transform, its read noise)
+        # is fixed by its training domain
+        self.params["gain"].setEnabled(not cfg.poisson_type)
+        self.params["sigma"].setEnabled(not cfg.anscombe)
         text = f"{cfg.noise} model, {self.store.source} ({model.steps} steps)"
         self.model_label.setText(text)
         self.model_label.setToolTip(text)

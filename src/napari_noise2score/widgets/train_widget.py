@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import AUTO, TrainConfig
+from ..core.config import AUTO, TRANSFORMS, TrainConfig
 from ..core.errors import Noise2ScoreError
 from ..core.noise import MIXED_MODES, NOISE_MODELS
 from ..core.stack import infer_axes
@@ -131,6 +131,11 @@ class TrainWidget(QWidget):
         self.mixed_mode.addItems(list(MIXED_MODES))
         self.mixed_mode.setCurrentText(TrainConfig().mixed_mode)
         self.mixed_mode.setToolTip("Tweedie form for poisson-gaussian noise")
+        self.transform = QComboBox()
+        self.transform.addItems(["auto", *TRANSFORMS])
+        self.transform.setToolTip(
+            "where Poisson-type noise is learned: 'anscombe' after the generalized Anscombe "
+            "transform, 'none' in photon counts (auto: chosen from the data)")
         self.device = QComboBox()
         self.device.addItems(self._device_names())
         advanced = QFormLayout()
@@ -141,6 +146,7 @@ class TrainWidget(QWidget):
         advanced.addRow("seed", self.seed)
         advanced.addRow("correlated noise", self.decorrelate)
         advanced.addRow("mixed-noise step", self.mixed_mode)
+        advanced.addRow("transform", self.transform)
         advanced.addRow("device", self.device)
         box = QWidget()
         box.setLayout(advanced)
@@ -232,6 +238,8 @@ class TrainWidget(QWidget):
             seed=self.seed.value(),
             decorrelate=DECORRELATE[self.decorrelate.currentText()],
             mixed_mode=self.mixed_mode.currentText(),
+            transform=None if self.transform.currentText() == "auto"
+            else self.transform.currentText(),
             device=self.device.currentText(),
         ).validate()
 
@@ -250,6 +258,7 @@ class TrainWidget(QWidget):
         stride = {v: k for k, v in DECORRELATE.items()}.get(config.decorrelate, "auto")
         self.decorrelate.setCurrentText(stride)
         self.mixed_mode.setCurrentText(config.mixed_mode)
+        self.transform.setCurrentText(config.transform or "auto")
 
     def estimate(self) -> None:
         """Estimate the noise of the chosen layer and show it in the fields."""
@@ -264,14 +273,16 @@ class TrainWidget(QWidget):
             return
         self.show_estimate(estimate)
 
-    def show_estimate(self, estimate: Any) -> None:
-        """Put an estimate in the fields and say what it is, before it is used."""
+    def show_estimate(self, estimate: Any, route: str = "") -> None:
+        """Put an estimate in the fields and say what it is (and the route chosen for it),
+        before it is used."""
         self.noise.setCurrentText(estimate.model)
         for name in self.params:
             value = getattr(estimate, name)
             if value is not None:
                 self.params[name].setValue(value)
-        self.status.setText(f"estimated {estimate.describe()}")
+        text = f"estimated {estimate.describe()}"
+        self.status.setText(f"{text}; {route}" if route else text)
 
     # ---- training --------------------------------------------------------------------
     def start_training(self) -> None:
@@ -311,7 +322,7 @@ class TrainWidget(QWidget):
         from ..core.training import NoiseEstimated, TrainDone, TrainNote
 
         if isinstance(update, NoiseEstimated):
-            self.show_estimate(update.estimate)
+            self.show_estimate(update.estimate, update.route)
             return
         if isinstance(update, TrainNote):
             self.status.setText(update.text)
