@@ -227,8 +227,8 @@ def denoise_file(
     path, output = Path(path), Path(output)
     data, axes = _open(path, axes, series)
     out_dtype = result_dtype(dtype, data.dtype)
+    check_output(output, data.size * out_dtype.itemsize, [path])  # before the tiling plan
     tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
-    check_output(output, data.size * out_dtype.itemsize, [path])
     layout = tiler.layout
     with torch_threads(threads):
         planes = tiler.iter_planes(data, progress, stop)

@@ -188,7 +188,11 @@ class Noise2ScoreModel:
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ModelFileError(f"{path} is not a napari-noise2score model file")
-        if payload.get("format_version", 0) > FORMAT_VERSION:
+        version = payload.get("format_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelFileError(f"{path} is a damaged model file: its format version is "
+                                 f"{str(version)[:40]!r}, not a number")
+        if version > FORMAT_VERSION:
             raise ModelFileError(
                 f"{path} was written by a newer napari-noise2score "
                 f"({payload.get('package_version')}); upgrade the plugin to read it"
