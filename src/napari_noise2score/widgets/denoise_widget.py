@@ -268,6 +268,12 @@ class DenoiseWidget(QWidget):
         self.worker = None
         self._set_running(False)
 
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """A closed widget stops its worker (as the Train widget does): no result is added
+        to the viewer after it is gone."""
+        self._stop.set()
+        super().closeEvent(event)
+
     def _set_running(self, running: bool) -> None:
         self.denoise_button.setEnabled(not running and self.store.model is not None)
         self.stop_button.setEnabled(running)
