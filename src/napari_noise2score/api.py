@@ -221,20 +221,24 @@ def denoise_file(
     from .core.tiling import TiledDenoiser
     from .io.calibration import read_calibration
     from .io.chunked_writer import check_output, write_planes
+    from .io.lazy import close_lazy
     from .io.lazy import open_lazy as _open
 
     model, params = _model_and_noise(model, sigma, gain, shape)
     path, output = Path(path), Path(output)
     before = _version(path)
     data, axes = _open(path, axes, series)
-    out_dtype = result_dtype(dtype, data.dtype)
-    check_output(output, data.size * out_dtype.itemsize, [path])  # before the tiling plan
-    tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
-    layout = tiler.layout
-    with torch_threads(threads):
-        planes = _unchanged(tiler.iter_planes(data, progress, stop), path, before)
-        return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                            layout.planes_axes, out_dtype, read_calibration(path, series))
+    try:
+        out_dtype = result_dtype(dtype, data.dtype)
+        check_output(output, data.size * out_dtype.itemsize, [path])  # before the tiling
+        tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
+        layout = tiler.layout
+        with torch_threads(threads):
+            planes = _unchanged(tiler.iter_planes(data, progress, stop), path, before)
+            return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
+                                layout.planes_axes, out_dtype, read_calibration(path, series))
+    finally:
+        close_lazy(data)
 
 
 def _version(path: Path) -> tuple[int, int] | None:

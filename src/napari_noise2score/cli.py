@@ -216,13 +216,16 @@ def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: b
     With ``skip_unreadable``, a file that cannot be opened is reported and left out (it
     fails again, and is counted, when denoised); the first error is raised if none opens.
     """
-    from .io.lazy import TRAIN_MAX_BYTES, open_lazy, training_planes
+    from .io.lazy import TRAIN_MAX_BYTES, close_lazy, open_lazy, training_planes
 
     images, first_error = [], None
     for path in paths:
         try:
             data, file_axes = open_lazy(path, axes, series)
-            planes = training_planes(data, file_axes)
+            try:
+                planes = training_planes(data, file_axes)
+            finally:
+                close_lazy(data)
         except Noise2ScoreError as exc:
             if not skip_unreadable:
                 raise
@@ -253,12 +256,14 @@ def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable:
 def _tta_line(model, job, args) -> str:
     """Which averaging the denoising uses: for one input, what its size gives."""
     from .core.inference import describe_tta
-    from .io.lazy import open_lazy
+    from .io.lazy import close_lazy, open_lazy
 
     n_pixels = None
     if job is not None and model.config.tta is None:
         with contextlib.suppress(Noise2ScoreError):  # reported with the file's own error
-            n_pixels = open_lazy(job.source, args.axes, args.series)[0].size
+            data = open_lazy(job.source, args.axes, args.series)[0]
+            n_pixels = data.size
+            close_lazy(data)
     return describe_tta(model.config.tta, n_pixels)
 
 

@@ -207,6 +207,16 @@ def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | No
     return da.from_array(data, chunks=chunks), axes
 
 
+def close_lazy(data) -> None:
+    """Close the file a lazily opened TIFF holds: tifffile's store keeps it open until it
+    is garbage-collected, so a batch of many files would pile up open files."""
+    graph = getattr(data, "__dask_graph__", lambda: None)()
+    for value in dict(graph or {}).values():
+        store = getattr(value, "store", None)
+        if type(store).__module__.startswith("tifffile") and hasattr(store, "close"):
+            store.close()
+
+
 def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.ndarray:
     """A bounded sample to train on: evenly spaced planes (Y, X) as a (N, Y, X) array.
 
