@@ -60,13 +60,20 @@ def env() -> dict[str, str]:
         "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a test run in the background (``&``, CI) has SIGINT ignored,
+    and a child would inherit that (Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """The CLI in a subprocess; its stderr collected by a thread (tqdm writes no newlines)."""
 
     def __init__(self, *argv: str):
         self.proc = subprocess.Popen([sys.executable, "-m", "napari_noise2score", *argv],
                                      env=env(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_default_sigint)
         self.chunks: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
