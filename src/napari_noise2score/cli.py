@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import time
@@ -253,17 +252,20 @@ def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable:
     return model
 
 
-def _tta_line(model, job, args) -> str:
-    """Which averaging the denoising uses: for one input, what its size gives."""
+def _tta_line(model, job, args) -> str | None:
+    """Which averaging the denoising uses: for one input, what its size gives (None when
+    it cannot be opened: its error, printed next, is then the only line)."""
     from .core.inference import describe_tta
     from .io.lazy import close_lazy, open_lazy
 
     n_pixels = None
-    if job is not None and model.config.tta is None:
-        with contextlib.suppress(Noise2ScoreError):  # reported with the file's own error
+    if job is not None and (args.overwrite or not job.output.exists()):
+        try:
             data = open_lazy(job.source, args.axes, args.series)[0]
-            n_pixels = data.size
-            close_lazy(data)
+        except Noise2ScoreError:
+            return None
+        n_pixels = data.size
+        close_lazy(data)
     return describe_tta(model.config.tta, n_pixels)
 
 
@@ -278,7 +280,9 @@ def _denoise_files(model, jobs, args) -> None:
     model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
     memory = None if args.memory is None else int(args.memory * 2**20)
     single = len(jobs) == 1
-    print(f"denoising: {_tta_line(model, jobs[0] if single else None, args)}", file=sys.stderr)
+    line = _tta_line(model, jobs[0] if single else None, args)
+    if line is not None:
+        print(f"denoising: {line}", file=sys.stderr)
     tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
 
     def progress_for(job: Job):
