@@ -407,6 +407,18 @@ def test_damaged_model_payloads(tmp_path, changes, top):
     check("damaged model payload", outcome)
 
 
+@pytest.mark.parametrize("field, value", [("device", True), ("noise", 3),
+                                          ("width", 2**70)])
+def test_model_config_of_the_wrong_type_is_a_model_file_error(tmp_path, field, value):
+    """Regression: a stored ``device`` of True raised AttributeError from load."""
+    path = tiny_model().save(tmp_path / "m.n2s")
+    payload = torch.load(path, weights_only=True)
+    payload["config"][field] = value
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="damaged model file"):
+        load_model(path, "cpu")
+
+
 def test_model_with_a_non_numeric_format_version_is_a_model_file_error(tmp_path):
     """Regression: a format_version that is not a number raised TypeError from load."""
     path = tiny_model().save(tmp_path / "m.n2s")
@@ -471,3 +483,40 @@ def test_pickle_payloads_never_run(tmp_path, model_file, kind):
         outcome = "code execution"
     check("pickle payload", outcome)
     assert not marker.exists()
+
+
+# ---- a few through the real command (a fresh process, its own exit status) -----------------
+
+@pytest.mark.parametrize("kind", ["truncated tiff", "random npy", "huge png", "bad model"])
+def test_bad_inputs_through_the_real_command(tmp_path, model_file, kind):
+    import subprocess
+    import sys
+
+    src, model = tmp_path / "in.tif", model_file
+    if kind == "truncated tiff":
+        write_valid("tiff", src)
+        src.write_bytes(src.read_bytes()[:700])
+    elif kind == "random npy":
+        src = tmp_path / "in.npy"
+        src.write_bytes(b"\x93NUMPY\x01\x00" + np.random.default_rng(0).bytes(300))
+    elif kind == "huge png":
+        src = tmp_path / "in.png"
+        lie_png(src, 2**31 - 1, 2**31 - 1)
+    else:
+        write_valid("tiff", src)
+        model = tmp_path / "bad.n2s"
+        model.write_bytes(model_file.read_bytes()[:-100])
+    root = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "napari_noise2score", "denoise", str(src),
+                               "--model", str(model), "-o", str(tmp_path / "out.tif")],
+                              env=env, capture_output=True, text=True, timeout=CASE_SECONDS * 2)
+    except subprocess.TimeoutExpired:
+        check("bad input, real command", "hang")
+    lines = stderr_lines(proc.stderr)
+    clear = (proc.returncode == 2 and lines[-1].startswith("napari-noise2score: error: ")
+             and "Traceback" not in proc.stderr)
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]
+    check("bad input, real command", "partial file" if left else "clear error" if clear
+          else f"crash: exit {proc.returncode}: {proc.stderr}")

@@ -225,7 +225,8 @@ class Noise2ScoreModel:
                 seconds=float(payload["seconds"]),
                 version=str(payload.get("package_version", "")),
             )
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError,
+                ArithmeticError) as exc:  # what damaged contents of any type raise
             raise ModelFileError(f"{path} is a damaged model file: {_first_lines(exc)}") \
                 from None
         net.eval()
