@@ -26,3 +26,32 @@ def psnr(clean: np.ndarray, x: np.ndarray, peak: float = 1.0) -> float:
 @pytest.fixture
 def clean_stack() -> np.ndarray:
     return np.stack([smooth_image(96, s) for s in range(3)])
+
+
+# ---- the reliability campaign (issue 14): outcome counts -------------------------------
+#: Outcomes of one generated bad input or injected fault. The acceptable ones are a clear
+#: error (one line, exit 2, or a Noise2ScoreError / napari notification) and, for a mutated
+#: file that is still valid, a complete result ("accepted"); the others must stay at 0.
+OUTCOMES = ("clear error", "accepted", "crash", "hang", "partial file", "code execution")
+CAMPAIGN: dict[str, dict[str, int]] = {}
+
+
+def record_case(category: str, outcome: str) -> str:
+    """Count one case of ``category`` (see ``OUTCOMES``); returns ``outcome``.
+
+    With N2S_CAMPAIGN_REPORT=FILE set, the counts are written there as JSON at the end of
+    the session (``benchmarks/reliability.py`` prints them as a table).
+    """
+    assert outcome in OUTCOMES, outcome
+    counts = CAMPAIGN.setdefault(category, dict.fromkeys(OUTCOMES, 0))
+    counts[outcome] += 1
+    return outcome
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    import json
+    import os
+
+    report = os.environ.get("N2S_CAMPAIGN_REPORT")
+    if report and CAMPAIGN:
+        Path(report).write_text(json.dumps(CAMPAIGN, indent=1, sort_keys=True))

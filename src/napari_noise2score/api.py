@@ -299,16 +299,41 @@ def denoise_file(
     from .core.tiling import TiledDenoiser
     from .io.calibration import read_calibration
     from .io.chunked_writer import check_output, write_planes
+    from .io.lazy import close_lazy
     from .io.lazy import open_lazy as _open
 
     path, output = Path(path), Path(output)
+    before = _version(path)
     data, axes = _open(path, axes, series)
-    model, params = _model_and_noise(model, sigma, gain, shape, data, axes)
-    out_dtype = result_dtype(dtype, data.dtype)
-    tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
-    check_output(output, data.size * out_dtype.itemsize, [path])
-    layout = tiler.layout
-    with torch_threads(threads):
-        planes = tiler.iter_planes(data, progress, stop)
-        return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                            layout.planes_axes, out_dtype, read_calibration(path, series))
+    try:
+        model, params = _model_and_noise(model, sigma, gain, shape, data, axes)
+        out_dtype = result_dtype(dtype, data.dtype)
+        check_output(output, data.size * out_dtype.itemsize, [path])  # before the tiling
+        tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
+        layout = tiler.layout
+        with torch_threads(threads):
+            planes = _unchanged(tiler.iter_planes(data, progress, stop), path, before)
+            return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
+                                layout.planes_axes, out_dtype, read_calibration(path, series))
+    finally:
+        close_lazy(data)
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    """(modification time, size) of a file, None when it is gone."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _unchanged(planes, path: Path, before: tuple[int, int] | None):
+    """The planes; then InputFileError (so nothing is kept) if the input was changed,
+    truncated or deleted while it was read (a memory-mapped file may read on regardless)."""
+    from .core.errors import InputFileError
+
+    yield from planes
+    if _version(path) != before:
+        raise InputFileError(f"{path} changed while it was denoised (deleted, truncated or "
+                             "rewritten); nothing was written, run it again")

@@ -238,13 +238,16 @@ def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: b
     With ``skip_unreadable``, a file that cannot be opened is reported and left out (it
     fails again, and is counted, when denoised); the first error is raised if none opens.
     """
-    from .io.lazy import TRAIN_MAX_BYTES, open_lazy, training_planes
+    from .io.lazy import TRAIN_MAX_BYTES, close_lazy, open_lazy, training_planes
 
     images, first_error = [], None
     for path in paths:
         try:
             data, file_axes = open_lazy(path, axes, series)
-            planes = training_planes(data, file_axes)
+            try:
+                planes = training_planes(data, file_axes)
+            finally:
+                close_lazy(data)
         except Noise2ScoreError as exc:
             if not skip_unreadable:
                 raise
@@ -274,16 +277,19 @@ def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable:
 
 def _tta_line(model, job, args) -> str | None:
     """Which averaging the denoising uses: for one input, what its size gives (None when
-    the input cannot be opened: its own error is then the one line printed)."""
+    it cannot be opened: its error, printed next, is then the only line)."""
     from .core.inference import describe_tta
-    from .io.lazy import open_lazy
+    from .io.lazy import close_lazy, open_lazy
 
     n_pixels = None
-    if job is not None and model.config.tta is None:
+    if job is not None and model.config.tta is None and (args.overwrite
+                                                         or not job.output.exists()):
         try:
-            n_pixels = open_lazy(job.source, args.axes, args.series)[0].size
+            data = open_lazy(job.source, args.axes, args.series)[0]
         except Noise2ScoreError:
             return None
+        n_pixels = data.size
+        close_lazy(data)
     return describe_tta(model.config.tta, n_pixels)
 
 
@@ -298,9 +304,9 @@ def _denoise_files(model, jobs, args) -> None:
     model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
     memory = None if args.memory is None else int(args.memory * 2**20)
     single = len(jobs) == 1
-    averaging = _tta_line(model, jobs[0] if single else None, args)
-    if averaging:
-        print(f"denoising: {averaging}", file=sys.stderr)
+    line = _tta_line(model, jobs[0] if single else None, args)
+    if line is not None:
+        print(f"denoising: {line}", file=sys.stderr)
     tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
 
     def progress_for(job: Job):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import dataclass, replace
@@ -70,6 +71,15 @@ def _check_numbers(payload: dict[str, Any]) -> None:
         raise ValueError(f"its intensity scale is {scale}, not a positive finite number")
     if not (math.isfinite(sigma_a) and sigma_a >= 0):
         raise ValueError(f"its final sigma_a is {sigma_a}, not a finite number >= 0")
+
+
+def _write_failure(tmp: Path, exc: RuntimeError) -> OSError:
+    """torch.save's RuntimeError for a failed write as the OSError it stands for: a full
+    disk when under 1 MiB is left (torch hides the errno), else an I/O error."""
+    vfs = os.statvfs(tmp.parent)
+    full = vfs.f_bavail * vfs.f_frsize < 2**20
+    return OSError(errno.ENOSPC if full else errno.EIO,
+                   "the disk is full" if full else f"write failed ({_first_lines(exc, 1)})")
 
 
 def _first_lines(exc: Exception, keep: int = 2) -> str:
@@ -212,7 +222,10 @@ class Noise2ScoreModel:
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
         }
         with atomic_output(path) as tmp:
-            torch.save(payload, tmp)
+            try:
+                torch.save(payload, tmp)
+            except RuntimeError as exc:  # torch's zip writer reports a failed write so
+                raise _write_failure(tmp, exc) from None
         return path
 
     @classmethod
@@ -231,7 +244,11 @@ class Noise2ScoreModel:
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ModelFileError(f"{path} is not a napari-noise2score model file")
-        if payload.get("format_version", 0) > FORMAT_VERSION:
+        version = payload.get("format_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelFileError(f"{path} is a damaged model file: its format version is "
+                                 f"{str(version)[:40]!r}, not a number")
+        if version > FORMAT_VERSION:
             raise ModelFileError(
                 f"{path} was written by a newer napari-noise2score "
                 f"({payload.get('package_version')}); upgrade the plugin to read it"
@@ -251,7 +268,8 @@ class Noise2ScoreModel:
                 seconds=float(payload["seconds"]),
                 version=str(payload.get("package_version", "")),
             )
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError,
+                ArithmeticError) as exc:  # what damaged contents of any type raise
             raise ModelFileError(f"{path} is a damaged model file: {_first_lines(exc)}") \
                 from None
         net.eval()

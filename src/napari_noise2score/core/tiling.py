@@ -103,6 +103,11 @@ class PlaneLayout:
         return tuple(index)
 
 
+#: More tiles than this in one plane are refused before the grid is made (it would fill the
+#: memory): 4 Mi tiles of the default 1024 pixels are a plane of 4 Tpx.
+MAX_TILES_PER_PLANE = 2**22
+
+
 def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
     """Core windows (y0, y1, x0, x1) covering a plane; starts are multiples of ``tile``."""
     return [(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
@@ -156,6 +161,11 @@ class TiledDenoiser:
             longest = max(h, w)
             tile = -(-longest // -(-longest // choose_tile(net, self.overlap, memory)))
         self.tile = -(-tile // m) * m
+        n_tiles = -(-h // self.tile) * -(-w // self.tile)
+        if n_tiles > MAX_TILES_PER_PLANE:  # a damaged header, most likely: fail, fast
+            raise Noise2ScoreError(
+                f"a plane of {h} x {w} pixels would be {n_tiles} tiles of {self.tile}; give "
+                "a larger tile (or check the file: its header may be damaged)")
         self.grid = tile_grid(h, w, self.tile)
         self._transpose = self.layout.axes.index("Y") > self.layout.axes.index("X")
         model.net.eval()

@@ -7,6 +7,7 @@ Nothing but metadata is read on opening; pixels are read chunk by chunk when com
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,9 @@ from .files import TIFF_SUFFIXES, read_image
 _NAMED = set("TZCSYX")
 #: At most this many bytes of planes are read to train on one large input.
 TRAIN_MAX_BYTES = 256 * 2**20
+#: A zarr array of more chunks than this is refused (16 Mi chunks of 256 x 256 pixels are
+#: a 1 Tpx image): planning them alone would fill the memory.
+MAX_CHUNKS = 2**24
 
 
 def is_zarr(path: Path) -> bool:
@@ -135,6 +139,12 @@ def _open_zarr(path: Path, axes: str | None):
                 raise InputFileError(f"{path} is a zarr group with {len(arrays)} arrays; "
                                      "point to the one to denoise")
             node = node[arrays[0]]
+    chunks = tuple(node.chunks)
+    n_chunks = math.prod(-(-s // max(c, 1)) for s, c in zip(node.shape, chunks, strict=True))
+    if n_chunks > MAX_CHUNKS:  # dask would fill the memory planning them
+        raise InputFileError(f"cannot read {path}: its {tuple(node.shape)} array in chunks of "
+                             f"{chunks} is {n_chunks} chunks, more than {MAX_CHUNKS} (a "
+                             "damaged header?)")
     if names is None:
         names = getattr(node.metadata, "dimension_names", None) or node.attrs.get(
             "_ARRAY_DIMENSIONS")
@@ -195,6 +205,16 @@ def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | No
     axes = resolve_axes(file_axes, data.ndim, axes, path)
     chunks = tuple(1 if a not in "YX" else -1 for a in axes)
     return da.from_array(data, chunks=chunks), axes
+
+
+def close_lazy(data) -> None:
+    """Close the file a lazily opened TIFF holds: tifffile's store keeps it open until it
+    is garbage-collected, so a batch of many files would pile up open files."""
+    graph = getattr(data, "__dask_graph__", lambda: None)()
+    for value in dict(graph or {}).values():
+        store = getattr(value, "store", None)
+        if type(store).__module__.startswith("tifffile") and hasattr(store, "close"):
+            store.close()
 
 
 def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.ndarray:

@@ -313,6 +313,12 @@ class DenoiseWidget(QWidget):
         self.worker = None
         self._set_running(False)
 
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """A closed widget stops its worker (as the Train widget does): no result is added
+        to the viewer after it is gone."""
+        self._stop.set()
+        super().closeEvent(event)
+
     def _set_running(self, running: bool) -> None:
         from ..core.prior import prior_available
 
