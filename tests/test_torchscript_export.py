@@ -69,15 +69,22 @@ def test_small_planes_follow_the_plugin():
 
 @dataclass
 class _FutureConfig(TrainConfig):
-    transform: str = "none"
+    future_option: str = "none"
 
 
 def test_unknown_option_with_a_non_default_value_is_refused_in_one_line():
     check_exportable(_FutureConfig(noise="gaussian", sigma=1.0, width=8, depth=2,
                                    unshuffle=2))  # the default is reproduced
-    with pytest.raises(ExportError, match=r"does not reproduce transform='anscombe'") as err:
+    with pytest.raises(ExportError, match=r"does not reproduce future_option='x'") as err:
         check_exportable(_FutureConfig(noise="gaussian", sigma=1.0, width=8, depth=2,
-                                       unshuffle=2, transform="anscombe"))
+                                       unshuffle=2, future_option="x"))
+    assert "\n" not in str(err.value)
+
+
+def test_anscombe_route_is_refused_in_one_line():
+    with pytest.raises(ExportError, match="Anscombe route") as err:
+        check_exportable(TrainConfig(noise="poisson-gaussian", gain=2.0, sigma=3.0, width=8,
+                                     depth=2, unshuffle=2, transform="anscombe"))
     assert "\n" not in str(err.value)
 
 

@@ -245,7 +245,7 @@ def test_denoise_offers_the_pretrained_prior_before_any_training(viewer_with_wid
     viewer.add_image(noisy.astype(np.uint8), name="noisy")
     assert denoise_w.store.model is None and denoise_w.denoise_button.isEnabled()
     assert "pretrained prior" in denoise_w.model_label.text()
-    denoise_w.tta.setChecked(False)
+    denoise_w.tta.setCurrentText("fast (one pass)")
     denoise_w.start_denoising()  # sigma 0: estimated from the layer
     wait_idle(qtbot, denoise_w)
     assert "noisy denoised" in viewer.layers, denoise_w.last_error
