@@ -19,6 +19,19 @@ def smooth_image(size: int = 96, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0.1, 0.9)
 
 
+def tiny_model():
+    """A tiny untrained Gaussian model (width 4, depth 1): files and faults, not quality."""
+    import torch
+
+    from napari_noise2score.core.config import TrainConfig
+    from napari_noise2score.core.model import Noise2ScoreModel, build_network
+
+    cfg = TrainConfig(noise="gaussian", sigma=20.0, width=4, depth=1, unshuffle=2,
+                      max_steps=1, decorrelate=1, tta=False)
+    torch.manual_seed(0)
+    return Noise2ScoreModel(cfg, build_network(cfg).eval(), scale=255.0, final_sigma_a=0.03)
+
+
 def psnr(clean: np.ndarray, x: np.ndarray, peak: float = 1.0) -> float:
     return float(10 * np.log10(peak**2 / np.mean((np.asarray(x, np.float64) - clean) ** 2)))
 

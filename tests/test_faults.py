@@ -19,27 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from conftest import record_case, smooth_image
+from conftest import record_case, smooth_image, tiny_model
 from napari_noise2score.api import load_model
 from napari_noise2score.batch import DONE, FAILED, denoise_batch
 from napari_noise2score.cli import main
-from napari_noise2score.core.config import TrainConfig
-from napari_noise2score.core.model import Noise2ScoreModel, build_network
 from napari_noise2score.io import outputs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TRAIN = ["--width", "4", "--depth", "1", "--patch-size", "32", "--batch-size", "2",
          "--device", "cpu", "--sigma", "20"]
 DENOISE = ["--tile", "32", "--threads", "1", "--no-tta"]
-
-
-def tiny_model() -> Noise2ScoreModel:
-    cfg = TrainConfig(noise="gaussian", sigma=20.0, width=4, depth=1, unshuffle=2,
-                      max_steps=1, decorrelate=1, tta=False)
-    torch.manual_seed(0)
-    return Noise2ScoreModel(cfg, build_network(cfg).eval(), scale=255.0, final_sigma_a=0.03)
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from conftest import record_case, smooth_image
+from conftest import record_case, smooth_image, tiny_model
 from napari_noise2score.api import denoise_file, load_model, open_lazy
 from napari_noise2score.cli import main
 from napari_noise2score.core.config import TrainConfig
 from napari_noise2score.core.errors import ModelFileError, Noise2ScoreError
-from napari_noise2score.core.model import Noise2ScoreModel, build_network
 
 EXAMPLES = int(os.environ.get("N2S_FUZZ_EXAMPLES", "25"))
 #: Seconds one case may take before it counts as a hang.
@@ -70,13 +69,6 @@ def time_limit(seconds: float = CASE_SECONDS) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def tiny_model() -> Noise2ScoreModel:
-    cfg = TrainConfig(noise="gaussian", sigma=20.0, width=4, depth=1, unshuffle=2,
-                      max_steps=1, decorrelate=1, tta=False)
-    torch.manual_seed(0)
-    return Noise2ScoreModel(cfg, build_network(cfg).eval(), scale=255.0, final_sigma_a=0.03)
 
 
 @pytest.fixture(scope="module")
