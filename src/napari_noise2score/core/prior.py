@@ -100,9 +100,10 @@ def check_noise_std(tau: float, what: str = "the noise std") -> float:
     return tau
 
 
-def check_noise_model(noise: str) -> None:
-    """Refuse, in one line, any noise model the prior does not serve."""
-    if noise != "gaussian":
+def check_noise_model(noise: str, anscombe: bool = False) -> None:
+    """Refuse, in one line, any noise model the prior does not serve (Poisson-type noise is
+    served on the Anscombe route: Gaussian noise of std 1 after the transform)."""
+    if noise != "gaussian" and not anscombe:
         raise PriorRangeError(
             f"{noise} noise is outside the prior's range (Gaussian noise only){HINT}")
 
@@ -192,6 +193,24 @@ def pretrained_model(sigma: float, scale: float = 255.0, device: str = "cpu", **
     model.steps = int(prior.provenance.get("steps", 0))
     model.seconds = float(prior.provenance.get("seconds", 0.0))
     return model
+
+
+def anscombe_model(config, scale: float, **options):
+    """The shipped prior as a ready model for the Anscombe route of ``config``
+    (Poisson-type noise; Gaussian noise of std 1 after the transform, ``scale`` the
+    transformed planes' intensity scale)."""
+    from dataclasses import replace
+
+    from .model import Noise2ScoreModel, package_version
+
+    check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
+    prior = load_prior()
+    cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1,
+                  **prior.arch, **options).validate()
+    return Noise2ScoreModel(config=cfg, net=prior.network(), scale=float(scale),
+                            final_sigma_a=0.0, steps=int(prior.provenance.get("steps", 0)),
+                            seconds=float(prior.provenance.get("seconds", 0.0)),
+                            version=package_version())
 
 
 #: The name that stands for the shipped prior wherever a model file is asked for.
