@@ -176,8 +176,9 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         "The model only fits data with this noise model and these parameters.", "",
         "## Training data", "", data_text, "",
         "## What the model computes", "",
-        "One TorchScript module does the whole denoising, in float32 (the Anscombe transform "
-        "and its inverse in float64, as the plugin computes them): " + steps
+        "One TorchScript module does the whole denoising, in float32"
+        + (" (the transform and its inverse in float64, as the plugin computes them)"
+           if cfg.anscombe else "") + ": " + steps
         + ("Each input is averaged over its 8 flips and quarter turns (test-time "
            "augmentation)." if tta else "One pass per input, no test-time augmentation."),
         "", f"Tiling: a consumer that cuts large images into tiles should give each tile a "
