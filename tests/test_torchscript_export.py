@@ -164,3 +164,19 @@ def test_conditioned_anscombe_module_with_tta_equals_plugin_tta():
 def test_unresolved_noise_model_is_refused():
     with pytest.raises(ExportError, match="only a trained model"):
         check_exportable(TrainConfig(width=8, depth=2, unshuffle=2))
+
+
+def test_the_bound_pretrained_prior_exports_and_the_unbound_one_is_refused():
+    from napari_noise2score.core import prior
+
+    if not prior.prior_available():
+        pytest.skip("the pretrained prior is not installed")
+    rng = np.random.default_rng(8)
+    plane = (60 + 100 * rng.random((1, 48, 40)) + 15 * rng.standard_normal((1, 48, 40)))
+    plane = plane.astype(np.float32)
+    model, _ = prior.bind(prior.unbound_model(), list(plane), sigma=15.0)
+    model = model.with_options(tta=False)
+    np.testing.assert_allclose(run(script_denoiser(model), plane), denoise_array(model, plane),
+                               rtol=1e-5, atol=1e-4)
+    with pytest.raises(ExportError, match="only a trained model"):
+        script_denoiser(prior.unbound_model())
