@@ -120,6 +120,24 @@ def test_route_package_reimports_as_the_same_model(route):
                                   denoise(image, model.with_options(tta=False)))
 
 
+def test_cli_exports_a_default_trained_model_file(route, tmp_path, capsys):
+    _, model, image, _ = route
+    model_file, image_file = tmp_path / "m.n2s", tmp_path / "train.tif"
+    model.save(model_file)
+    tifffile.imwrite(image_file, image)
+    package = tmp_path / "cli.zip"
+    assert main(["export", str(model_file), "-o", str(package), "--image", str(image_file)]) \
+        == 0
+    assert "wrote" in capsys.readouterr().out
+    with zipfile.ZipFile(package) as archive:
+        with archive.open("test_input.npy") as file:
+            test_input = np.load(file)[0, 0]
+        with archive.open("test_output.npy") as file:
+            test_output = np.load(file)[0, 0]
+    np.testing.assert_allclose(test_output, denoise(test_input, model.with_options(tta=False)),
+                               rtol=1e-5, atol=1e-3)
+
+
 def test_route_package_without_an_image_uses_a_synthetic_one_at_the_models_level(route,
                                                                                   tmp_path):
     """On the Anscombe route the scale is of transformed values: the synthetic test image
