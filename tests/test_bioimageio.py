@@ -93,8 +93,9 @@ def test_route_package_passes_bioimageio_validation(route):
     readme = zipfile.ZipFile(package).read("README.md").decode()
     assert ("noise-conditioned" in readme) == (name == "gaussian-prior")
     assert ("Anscombe transform" in readme) == model.config.anscombe
-    summary = test_model(package, weight_format="torchscript", devices=["cpu"])
-    assert summary.status == "passed", summary.format()
+    for weights in ("torchscript", "pytorch_state_dict"):  # the second: ExportedDenoiser
+        summary = test_model(package, weight_format=weights, devices=["cpu"])
+        assert summary.status == "passed", summary.format()
 
 
 def test_route_prediction_in_bioimageio_core_equals_plugin_denoise(route):

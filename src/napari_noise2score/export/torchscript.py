@@ -8,10 +8,10 @@
     -> local mean, in input units
 
 Every piece is a scriptable ``nn.Module`` holding its numbers as plain attributes, so a new
-route is one more piece. ``denoiser_spec`` turns a
-trained model into the constructor arguments of ``ExportedDenoiser`` (JSON numbers only: they
-are also the architecture kwargs of the package's state-dict weights) and refuses, with one
-line, any configuration these pieces do not reproduce exactly.
+route is one more piece. ``denoiser_spec`` turns a trained model into the constructor
+arguments of ``ExportedDenoiser`` (JSON numbers only: they are also the architecture kwargs
+of the package's state-dict weights) and refuses, with one line, any configuration these
+pieces do not reproduce exactly.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ HANDLED_FIELDS = frozenset({
     "max_seconds", "max_steps", "patch_size", "batch_size", "learning_rate", "antithetic",
     "sigma_a_max", "sigma_a_min", "seed", "device",
     "init",  # where training started: the trained network is what is exported
-    "transform",  # "none": Affine pieces; "anscombe": AnscombeForward / AnscombeInverse
+    "transform",  # "none": Affine pieces; "anscombe": AnscombeForward / InverseAnscombe
     "network",  # "plain": ScriptUNet; "conditioned": ScriptUNet with the noise channel
 })
 #: The Gaussian kernel reach of ``preserve_local_mean`` (scipy's default truncate).
