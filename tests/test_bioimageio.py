@@ -1,5 +1,7 @@
 """bioimage.io packages: export a trained model, validate it with bioimageio.spec, run it
-with bioimageio.core, import it back; corrupt, altered and foreign packages are refused."""
+with bioimageio.core, import it back; corrupt, altered and foreign packages are refused.
+Default training's routes too: the Anscombe route for Poisson-type noise and the
+pretrained prior's noise-conditioned network for Gaussian noise."""
 
 import sys
 import zipfile
@@ -20,7 +22,20 @@ from napari_noise2score.export.bioimageio import halo_px, require_bioimageio  # 
 from test_torchscript_export import NOISES, perturbed_model  # noqa: E402
 
 TINY = dict(width=8, depth=2, max_steps=60, max_seconds=None, patch_size=32, batch_size=4,
-            device="cpu", tta=False, transform="none")  # the export has no Anscombe route yet
+            device="cpu", tta=False, transform="none")  # the count route; ROUTES: the others
+#: The models default training gives (name: noise, clean image's range, training options).
+ROUTES = {
+    "gaussian-prior": (NoiseParams("gaussian", sigma=15.0), (200.0, 20.0),
+                       dict(noise="gaussian", sigma=15.0, init="pretrained", max_steps=10,
+                            max_seconds=None, patch_size=32, batch_size=4, device="cpu",
+                            tta=False)),
+    "poisson-gaussian-anscombe": (NoiseParams("poisson-gaussian", gain=2.0, sigma=3.0),
+                                  (300.0, 20.0), dict(noise="poisson-gaussian", gain=2.0,
+                                                      sigma=3.0, offset=10.0,
+                                                      **{**TINY, "transform": None})),
+    "poisson-anscombe": (NoiseParams("poisson", gain=2.0), (300.0, 20.0),
+                         dict(noise="poisson", gain=2.0, **{**TINY, "transform": None})),
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +55,99 @@ def other_image() -> np.ndarray:
     clean = smooth_image(72, seed=9) * 300 + 20
     noisy = simulate(clean, NoiseParams("poisson-gaussian", gain=2.0, sigma=3.0), seed=5)
     return noisy[:60, :68].astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=list(ROUTES))
+def route(request, tmp_path_factory):
+    """A model trained a few steps on one of default training's routes, a test image with
+    its noise, and the model's package."""
+    noise, (peak, floor), options = ROUTES[request.param]
+    offset = options.get("offset", 0.0)
+    clean = np.stack([smooth_image(80, s) for s in range(2)]) * peak + floor
+    noisy = (simulate(clean, noise, seed=4) + offset).astype(np.float32)
+    model = train(noisy, **options)
+    image = (simulate(smooth_image(72, seed=9) * peak + floor, noise, seed=5) + offset)
+    package = export_bioimageio(model, tmp_path_factory.mktemp("route") / "m.zip",
+                                image=noisy)
+    return request.param, model, image[:60, :68].astype(np.float32), package
+
+
+def test_default_training_routes_are_what_is_exported(route):
+    name, model, _, _ = route
+    if name == "gaussian-prior":
+        assert model.conditioned and model.config.init == "pretrained"
+        assert model.config.transform == "none"
+    else:
+        assert model.config.anscombe and not model.conditioned
+
+
+def test_route_package_passes_bioimageio_validation(route):
+    from bioimageio.core import test_model
+    from bioimageio.spec import load_description
+    from bioimageio.spec.model.v0_5 import ModelDescr
+
+    name, model, _, package = route
+    descr = load_description(package, perform_io_checks=True)
+    assert isinstance(descr, ModelDescr), descr.validation_summary.format()
+    assert descr.validation_summary.status in ("passed", "valid-format")
+    readme = zipfile.ZipFile(package).read("README.md").decode()
+    assert ("noise-conditioned" in readme) == (name == "gaussian-prior")
+    assert ("Anscombe transform" in readme) == model.config.anscombe
+    for weights in ("torchscript", "pytorch_state_dict"):  # the second: ExportedDenoiser
+        summary = test_model(package, weight_format=weights, devices=["cpu"])
+        assert summary.status == "passed", summary.format()
+
+
+def test_route_prediction_in_bioimageio_core_equals_plugin_denoise(route):
+    from bioimageio.core import Tensor, predict
+
+    _, model, image, package = route
+    tensor = Tensor.from_numpy(image[None, None], dims=("batch", "channel", "y", "x"))
+    got = predict(model=str(package), inputs={"raw": tensor}).members["denoised"]
+    got = got.data.to_numpy()[0, 0]
+    expected = denoise(image, model.with_options(tta=False))
+    assert np.abs(expected - image).max() > 1.0
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_route_package_reimports_as_the_same_model(route):
+    _, model, image, package = route
+    again = load_model(package, "cpu")
+    assert again.config == model.config and again.scale == model.scale
+    assert again.final_sigma_a == model.final_sigma_a
+    if model.conditioned:
+        assert float(again.net.tau) == float(model.net.tau)
+    np.testing.assert_array_equal(denoise(image, again.with_options(tta=False)),
+                                  denoise(image, model.with_options(tta=False)))
+
+
+def test_cli_exports_a_default_trained_model_file(route, tmp_path, capsys):
+    _, model, image, _ = route
+    model_file, image_file = tmp_path / "m.n2s", tmp_path / "train.tif"
+    model.save(model_file)
+    tifffile.imwrite(image_file, image)
+    package = tmp_path / "cli.zip"
+    assert main(["export", str(model_file), "-o", str(package), "--image", str(image_file)]) \
+        == 0
+    assert "wrote" in capsys.readouterr().out
+    with zipfile.ZipFile(package) as archive:
+        with archive.open("test_input.npy") as file:
+            test_input = np.load(file)[0, 0]
+        with archive.open("test_output.npy") as file:
+            test_output = np.load(file)[0, 0]
+    np.testing.assert_allclose(test_output, denoise(test_input, model.with_options(tta=False)),
+                               rtol=1e-5, atol=1e-3)
+
+
+def test_route_package_without_an_image_uses_a_synthetic_one_at_the_models_level(route,
+                                                                                  tmp_path):
+    """On the Anscombe route the scale is of transformed values: the synthetic test image
+    is still at the model's input intensities."""
+    _, model, image, _ = route
+    package = export_bioimageio(model, tmp_path / "s.zip")
+    with zipfile.ZipFile(package) as archive, archive.open("test_input.npy") as file:
+        test_input = np.load(file)
+    assert 0.2 < float(test_input.max()) / float(image.max()) < 2.0
 
 
 def test_package_passes_bioimageio_validation(trained):

@@ -1,5 +1,6 @@
 """The TorchScript denoiser equals the plugin's own denoising, for every noise model and
-mixed mode, and refuses the configurations it does not reproduce."""
+mixed mode, the Anscombe route and the noise-conditioned network, and refuses the
+configurations it does not reproduce."""
 
 from dataclasses import dataclass
 
@@ -12,23 +13,43 @@ from napari_noise2score.core.errors import ExportError
 from napari_noise2score.core.inference import denoise_array
 from napari_noise2score.core.model import Noise2ScoreModel, build_network
 from napari_noise2score.core.noise import MIXED_MODES
-from napari_noise2score.export.torchscript import check_exportable, script_denoiser
+from napari_noise2score.export.torchscript import (
+    AnscombeForward,
+    InverseAnscombe,
+    check_exportable,
+    denoiser_spec,
+    script_denoiser,
+)
 
 NOISES = [dict(noise="gaussian", sigma=10.0), dict(noise="gamma", shape=5.0),
           dict(noise="poisson", gain=2.0),
           *(dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, mixed_mode=m)
             for m in MIXED_MODES)]
+#: The routes default training now takes: the Anscombe route for Poisson-type noise, the
+#: pretrained prior's noise-conditioned network for Gaussian noise (and both together).
+ROUTES = [dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, transform="anscombe"),
+          dict(noise="poisson", gain=2.0, transform="anscombe"),
+          dict(noise="gaussian", sigma=10.0, network="conditioned"),
+          dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, transform="anscombe",
+               network="conditioned")]
+
+
+def route_id(options: dict) -> str:
+    return "-".join([options["noise"], *(v for k, v in options.items()
+                                         if k in ("transform", "network"))])
 
 
 def perturbed_model(seed: int = 0, **options) -> Noise2ScoreModel:
-    """A tiny untrained network with random non-zero weights (so the score is not 0)."""
+    """A tiny untrained network with random non-zero weights (so the score is not 0); on
+    the Anscombe route at the scale and sigma_a of transformed values (std 1 noise)."""
     torch.manual_seed(seed)
     config = TrainConfig(width=8, depth=2, unshuffle=2, offset=5.0, **options).validate()
     net = build_network(config)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return Noise2ScoreModel(config, net.eval(), scale=200.0, final_sigma_a=0.4)
+    scale, sigma_a = (20.0, 0.02) if config.anscombe else (200.0, 0.4)
+    return Noise2ScoreModel(config, net.eval(), scale=scale, final_sigma_a=sigma_a)
 
 
 def run(scripted: torch.jit.ScriptModule, planes: np.ndarray) -> np.ndarray:
@@ -46,6 +67,57 @@ def test_module_equals_plugin_denoise(noise, decorrelate):
     got = run(script_denoiser(model), planes)
     assert np.abs(expected - planes).max() > 1.0  # the denoiser does change the image
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("decorrelate", [1, 2])
+@pytest.mark.parametrize("route", ROUTES, ids=route_id)
+def test_new_routes_equal_plugin_denoise(route, decorrelate):
+    """Dark pixels included: below the offset the transform's square root is clipped at 0
+    and the inverse clamps at D_MIN and at zero counts, as in the plugin."""
+    model = perturbed_model(decorrelate=decorrelate, tta=False, **route)
+    rng = np.random.default_rng(4)
+    planes = (150 * rng.random((2, 70, 53)) ** 2).astype(np.float32)
+    planes[:, :6, :8] = 0.0
+    expected = denoise_array(model, planes)
+    got = run(script_denoiser(model), planes)
+    assert np.abs(expected - planes).max() > 1.0
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_anscombe_pieces_equal_the_plugin_transform_and_inverse():
+    from napari_noise2score.core.anscombe import D_MIN, gat_forward, gat_inverse
+
+    gain, sigma, offset, scale = 2.5, 3.0, 7.0, 17.0
+    y = np.linspace(-30.0, 400.0, 1001).astype(np.float32)
+    forward = AnscombeForward(gain, sigma, offset, scale)(torch.from_numpy(y)).numpy()
+    expected = gat_forward(y, gain, sigma, offset).astype(np.float32) / np.float32(scale)
+    np.testing.assert_array_equal(forward, expected)
+    d = np.linspace(0.0, 4.0, 1001).astype(np.float32)  # from below D_MIN / scale
+    assert d.min() * scale < D_MIN
+    back = torch.jit.script(InverseAnscombe(gain, sigma, offset, scale))(torch.from_numpy(d))
+    expected = gat_inverse(d * np.float32(scale), gain, sigma, offset).astype(np.float32)
+    np.testing.assert_allclose(back.numpy(), expected, rtol=1e-6, atol=1e-5)
+    assert back.numpy().min() == np.float32(offset)  # zero counts at and below D_MIN
+
+
+def test_conditioned_network_is_queried_at_the_models_noise_level():
+    model = perturbed_model(noise="gaussian", sigma=10.0, network="conditioned", tta=False)
+    tau = float(model.net.tau)
+    assert denoiser_spec(model)["tau"] == tau and tau == pytest.approx(
+        np.hypot(10.0 / 200.0, 0.4))
+    rebound = model.for_noise(20.0)  # the plugin's sigma override sets a new tau
+    assert denoiser_spec(rebound)["tau"] == float(rebound.net.tau) != tau
+    plane = (100 + 50 * np.random.default_rng(5).random((1, 40, 48))).astype(np.float32)
+    np.testing.assert_allclose(run(script_denoiser(rebound), plane),
+                               denoise_array(rebound, plane), rtol=1e-5, atol=1e-4)
+
+
+def test_per_item_noise_levels_are_refused_in_one_line():
+    model = perturbed_model(noise="gaussian", sigma=10.0, network="conditioned", tta=False)
+    model.net.set_tau(torch.tensor([0.1, 0.2]))
+    with pytest.raises(ExportError, match="one noise level for all planes") as err:
+        script_denoiser(model)
+    assert "\n" not in str(err.value)
 
 
 def test_module_with_tta_equals_plugin_tta():
@@ -81,13 +153,30 @@ def test_unknown_option_with_a_non_default_value_is_refused_in_one_line():
     assert "\n" not in str(err.value)
 
 
-def test_anscombe_route_is_refused_in_one_line():
-    with pytest.raises(ExportError, match="Anscombe route") as err:
-        check_exportable(TrainConfig(noise="poisson-gaussian", gain=2.0, sigma=3.0, width=8,
-                                     depth=2, unshuffle=2, transform="anscombe"))
-    assert "\n" not in str(err.value)
+def test_conditioned_anscombe_module_with_tta_equals_plugin_tta():
+    model = perturbed_model(noise="poisson-gaussian", gain=2.0, sigma=3.0, tta=True,
+                            transform="anscombe", network="conditioned")
+    plane = (150 * np.random.default_rng(7).random((1, 40, 48))).astype(np.float32)
+    np.testing.assert_allclose(run(script_denoiser(model, tta=True), plane),
+                               denoise_array(model, plane), rtol=1e-5, atol=1e-4)
 
 
 def test_unresolved_noise_model_is_refused():
     with pytest.raises(ExportError, match="only a trained model"):
         check_exportable(TrainConfig(width=8, depth=2, unshuffle=2))
+
+
+def test_the_bound_pretrained_prior_exports_and_the_unbound_one_is_refused():
+    from napari_noise2score.core import prior
+
+    if not prior.prior_available():
+        pytest.skip("the pretrained prior is not installed")
+    rng = np.random.default_rng(8)
+    plane = (60 + 100 * rng.random((1, 48, 40)) + 15 * rng.standard_normal((1, 48, 40)))
+    plane = plane.astype(np.float32)
+    model, _ = prior.bind(prior.unbound_model(), list(plane), sigma=15.0)
+    model = model.with_options(tta=False)
+    np.testing.assert_allclose(run(script_denoiser(model), plane), denoise_array(model, plane),
+                               rtol=1e-5, atol=1e-4)
+    with pytest.raises(ExportError, match="only a trained model"):
+        script_denoiser(prior.unbound_model())

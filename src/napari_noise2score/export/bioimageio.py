@@ -79,7 +79,7 @@ def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[
         from ..core.noise import simulate
 
         clean = clean_sample((1, 128, 128))[0].astype(np.float64)
-        clean = 0.5 * model.scale * clean / clean.max()
+        clean = 0.5 * _input_scale(model) * clean / clean.max()
         plane = simulate(clean, model.noise_params(), seed=0) + model.config.offset
         source = ("the plugin's synthetic sample (no training image given) at half the "
                   "model's intensity scale, with the model's noise simulated on it")
@@ -91,6 +91,17 @@ def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[
         raise ExportError(f"the test image must be at least {least} x {least} pixels (the "
                           f"network's multiple), not {h} x {w}")
     return crop, source
+
+
+def _input_scale(model: Noise2ScoreModel) -> float:
+    """The input intensity (above the offset) the network sees as 1.0: the scale, or on the
+    Anscombe route the intensity whose transformed value is the scale."""
+    cfg = model.config
+    if not cfg.anscombe:
+        return float(model.scale)
+    from ..core.anscombe import gat_inverse
+
+    return float(gat_inverse(np.array([model.scale]), cfg.gain, cfg.sigma or 0.0)[0])
 
 
 def _weights_bytes(model: Noise2ScoreModel) -> int:
@@ -122,8 +133,31 @@ def _cover(noisy: np.ndarray, denoised: np.ndarray, path: Path) -> None:
 
 def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str,
             test_source: str, tta: bool) -> str:
+    from ..core.route import describe_route
+    from .torchscript import network_tau
+
     cfg = model.config
     params = {k: getattr(cfg, k) for k in model.noise_params().needs}
+    tau = network_tau(model)
+    scaled = "Anscombe-transformed value" if cfg.anscombe else "input intensity"
+    network = (f"- network: U-Net width {cfg.width}, depth {cfg.depth}, unshuffle "
+               f"{cfg.unshuffle}, decorrelating stride {cfg.decorrelate or 1}")
+    if tau is not None:
+        network += (f"; noise-conditioned (the pretrained prior's network), queried at noise "
+                    f"std tau = {tau:g} of the intensity scale")
+    if cfg.anscombe:
+        steps = ("the generalized Anscombe transform (with the gain, read noise and offset "
+                 "above) is applied and divided by the scale, the network's residual becomes "
+                 "the score, Gaussian Tweedie (noise std 1 before scaling) gives the posterior "
+                 "mean there, the exact unbiased inverse of the transform (Makitalo & Foi's "
+                 "closed-form approximation, at or above zero counts) brings it back to input "
+                 "units, and the result keeps the local mean of the data (Gaussian of std "
+                 "8 px). ")
+    else:
+        steps = ("the offset is removed and intensities divided by the scale, the network's "
+                 "residual becomes the score, Tweedie's formula for the noise model gives the "
+                 "posterior mean, the result goes back to input units and keeps the local "
+                 "mean of the data (Gaussian of std 8 px). ")
     lines = [
         f"# {name}", "", description, "",
         "A Noise2Score denoiser (Kim & Ye, NeurIPS 2021) trained self-supervised with "
@@ -134,18 +168,17 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         *(f"- {_PARAM_NAMES[k]}: {v:g}" + ("" if k == "shape" else " (input intensity units)")
           for k, v in params.items()),
         f"- camera offset: {cfg.offset:g}",
-        f"- intensity scale: {model.scale:g} (input intensity mapped to 1.0)",
+        f"- {describe_route(cfg)}",
+        f"- intensity scale: {model.scale:g} ({scaled} mapped to 1.0)",
         f"- final training perturbation sigma_a: {model.final_sigma_a:g}",
-        f"- network: U-Net width {cfg.width}, depth {cfg.depth}, unshuffle {cfg.unshuffle}, "
-        f"decorrelating stride {cfg.decorrelate or 1}",
+        network,
         f"- training: {model.steps} steps in {model.seconds:.0f} s", "",
         "The model only fits data with this noise model and these parameters.", "",
         "## Training data", "", data_text, "",
         "## What the model computes", "",
-        "One TorchScript module does the whole denoising, in float32: the offset is removed "
-        "and intensities divided by the scale, the network's residual becomes the score, "
-        "Tweedie's formula for the noise model gives the posterior mean, the result keeps "
-        "the local mean of the data (Gaussian of std 8 px) and goes back to input units. "
+        "One TorchScript module does the whole denoising, in float32"
+        + (" (the transform and its inverse in float64, as the plugin computes them)"
+           if cfg.anscombe else "") + ": " + steps
         + ("Each input is averaged over its 8 flips and quarter turns (test-time "
            "augmentation)." if tta else "One pass per input, no test-time augmentation."),
         "", f"Tiling: a consumer that cuts large images into tiles should give each tile a "
@@ -153,7 +186,8 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         "local-mean filter's reach) to get the whole-image result.",
         "", "Input and output: (batch, channel=1, y, x), float32, in the camera's intensity "
         "units; each batch entry is one 2D plane. Integer images are converted to float32 "
-        "(the plugin keeps saturated integer pixels; this module does not know the type).",
+        "(the plugin clips the result of an integer image to its type's range; this module "
+        "does not know the type).",
         "", "## Validation", "",
         f"The test input is {test_source}; the test output is this module's result on it, "
         "which equals napari-noise2score's own `denoise` (no test-time augmentation) to "
@@ -280,7 +314,8 @@ def _describe(model: Noise2ScoreModel, tmp: Path, name: str, description: str,
         documentation=m.FileDescr(source=tmp / "README.md"),
         attachments=[m.FileDescr(source=tmp / MODEL_FILE)],
         tags=["denoising", "noise2score", "self-supervised", "fluorescence-light-microscopy",
-              "2d", "pytorch", "napari-noise2score", model.config.noise],
+              "2d", "pytorch", "napari-noise2score", model.config.noise,
+              *(["anscombe"] if model.config.anscombe else [])],
         inputs=[m.InputTensorDescr(
             id=raw, axes=axes(False), description=f"noisy 2D planes, {units}",
             test_tensor=m.FileDescr(source=tmp / "test_input.npy"),

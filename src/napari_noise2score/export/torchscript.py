@@ -1,14 +1,17 @@
 """The whole denoiser as one TorchScript module, built from small pieces that mirror
 ``core.inference.denoise_plane`` step by step:
 
-    to_scaled -> network (padded to its multiple; optional 8-fold average) -> preconditioned
-    score -> Tweedie step (per noise model and mixed mode) -> local mean -> from_scaled
+    to_scaled (offset and scale, or the generalized Anscombe transform) -> network (padded
+    to its multiple; optional 8-fold average; the noise-level channel of a conditioned
+    network) -> preconditioned score -> Tweedie step (per noise model and mixed mode, or
+    Gaussian after the Anscombe transform) -> from_scaled (or the exact unbiased inverse)
+    -> local mean, in input units
 
 Every piece is a scriptable ``nn.Module`` holding its numbers as plain attributes, so a new
-route (e.g. a variance-stabilising transform) is one more piece. ``denoiser_spec`` turns a
-trained model into the constructor arguments of ``ExportedDenoiser`` (JSON numbers only: they
-are also the architecture kwargs of the package's state-dict weights) and refuses, with one
-line, any configuration these pieces do not reproduce exactly.
+route is one more piece. ``denoiser_spec`` turns a trained model into the constructor
+arguments of ``ExportedDenoiser`` (JSON numbers only: they are also the architecture kwargs
+of the package's state-dict weights) and refuses, with one line, any configuration these
+pieces do not reproduce exactly.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.anscombe import D_MIN
 from ..core.config import TrainConfig
 from ..core.errors import ExportError
 from ..core.inference import MEAN_RADIUS
 from ..core.model import Noise2ScoreModel
 from ..core.network import ScoreUNet
 from ..core.noise import _MAX_LOG_STEP, MIXED_MODES
+from ..core.prior import COND_REF
 from ..core.score import LEVEL_BOX, training_domain
 
 #: TrainConfig fields whose effect on denoising the pieces reproduce, or that do not act at
@@ -38,7 +43,8 @@ HANDLED_FIELDS = frozenset({
     "max_seconds", "max_steps", "patch_size", "batch_size", "learning_rate", "antithetic",
     "sigma_a_max", "sigma_a_min", "seed", "device",
     "init",  # where training started: the trained network is what is exported
-    "transform",  # "none" is what the pieces compute; "anscombe" is refused below
+    "transform",  # "none": Affine pieces; "anscombe": AnscombeForward / InverseAnscombe
+    "network",  # "plain": ScriptUNet; "conditioned": ScriptUNet with the noise channel
 })
 #: The Gaussian kernel reach of ``preserve_local_mean`` (scipy's default truncate).
 TRUNCATE = 4.0
@@ -69,6 +75,46 @@ class InverseAffine(nn.Module):
         return x * self.multiply + self.shift
 
 
+class AnscombeForward(nn.Module):
+    """``Noise2ScoreModel.to_scaled`` on the Anscombe route: ``core.anscombe.gat_forward``
+    (in float64, as numpy computes it; the argument of the square root clipped at 0), then
+    float32, divided by the intensity scale."""
+
+    def __init__(self, gain: float, sigma: float, offset: float, scale: float) -> None:
+        super().__init__()
+        self.gain = float(gain)
+        self.offset = float(offset)
+        self.s2 = (float(sigma) / float(gain)) ** 2
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.to(torch.float64) - self.offset) / self.gain
+        f = 2.0 * torch.sqrt(torch.clamp(z + 0.375 + self.s2, min=0.0))
+        return f.to(torch.float32) / self.scale
+
+
+class InverseAnscombe(nn.Module):
+    """``Noise2ScoreModel.from_scaled`` on the Anscombe route: times the intensity scale (in
+    float32), then ``core.anscombe.gat_inverse`` in float64: the closed-form approximation
+    of the exact unbiased inverse, D clamped from below at ``D_MIN``, counts clipped at 0."""
+
+    def __init__(self, gain: float, sigma: float, offset: float, scale: float) -> None:
+        super().__init__()
+        self.gain = float(gain)
+        self.offset = float(offset)
+        self.s2 = (float(sigma) / float(gain)) ** 2
+        self.scale = float(scale)
+        self.d_min = float(D_MIN)
+        self.r = math.sqrt(1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = torch.clamp((x * self.scale).to(torch.float64), min=self.d_min)
+        d2 = d * d
+        counts = (0.25 * d2 + 0.25 * self.r / d - 1.375 / d2 + 0.625 * self.r / (d2 * d)
+                  - 0.125 - self.s2)
+        return (self.gain * torch.clamp(counts, min=0.0) + self.offset).to(torch.float32)
+
+
 class _UpStage(nn.Module):
     def __init__(self, up: nn.Module, merge: nn.Module) -> None:
         super().__init__()
@@ -80,11 +126,24 @@ class _UpStage(nn.Module):
 
 
 class ScriptUNet(nn.Module):
-    """``ScoreUNet`` with a scriptable forward (the decoder stages stored deepest first)."""
+    """``ScoreUNet`` with a scriptable forward (the decoder stages stored deepest first).
 
-    def __init__(self, width: int, depth: int, unshuffle: int, stride: int) -> None:
+    With ``tau`` (a number: the total noise std in scaled intensities) it is
+    ``prior.ConditionedUNet``: a constant channel tau / COND_REF is appended to each
+    (sub-)image before the first layer, and the residual is tau times the output. tau is a
+    non-persistent float32 buffer, as in the plugin, so the weights' keys are unchanged.
+    """
+
+    def __init__(self, width: int, depth: int, unshuffle: int, stride: int,
+                 tau: float | None = None) -> None:
         super().__init__()
-        net = ScoreUNet(width, depth, unshuffle, stride)
+        self.conditioned = tau is not None
+        net = ScoreUNet(width, depth, unshuffle, stride, in_channels=2 if self.conditioned
+                        else 1)
+        self.register_buffer("tau", torch.full((1, 1, 1, 1), 1.0 if tau is None else
+                                                float(tau), dtype=torch.float32),
+                             persistent=False)
+        self.cond_ref = float(COND_REF)
         self.depth = depth
         self.stride = stride
         self.multiple = net.multiple
@@ -105,6 +164,13 @@ class ScriptUNet(nn.Module):
         self.load_state_dict(renamed)
 
     def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.conditioned:
+            return self._plain(x)
+        tau = self.tau.to(x.dtype)
+        cond = (tau / self.cond_ref).expand(x.shape[0], 1, x.shape[2], x.shape[3])
+        return self._plain(torch.cat([x, cond], dim=1)) * tau
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(self.fold(x))
         skips: list[torch.Tensor] = []
         for block in self.down:
@@ -315,39 +381,65 @@ class ExportedDenoiser(nn.Module):
 
     The constructor takes ``denoiser_spec``'s numbers (the model's noise parameters in
     scaled intensities); the weights are the network's (``ScriptUNet`` keys).
+    ``transform="anscombe"`` takes the Anscombe route: the generalized Anscombe transform
+    for gain ``gat_gain`` and read noise ``gat_sigma`` (input units), Gaussian score and
+    Tweedie of std ``noise_w_sigma`` there, then the exact unbiased inverse. ``tau`` (the
+    noise std in scaled intensities) makes the network the noise-conditioned one.
     """
 
     def __init__(self, width: int, depth: int, unshuffle: int, stride: int, offset: float,
                  scale: float, noise: str, sigma: float | None, gain: float | None,
                  shape: float | None, domain: float, sigma_a_w: float, noise_w_sigma: float,
                  smoothing: float, mixed_mode: str, tta: bool = False,
-                 mean_radius: float = MEAN_RADIUS) -> None:
+                 mean_radius: float = MEAN_RADIUS, transform: str = "none",
+                 gat_gain: float | None = None, gat_sigma: float = 0.0,
+                 tau: float | None = None) -> None:
         super().__init__()
-        self.to_scaled = Affine(offset, scale)
-        self.network = NetworkOutput(ScriptUNet(width, depth, unshuffle, stride), tta)
-        if noise == "gaussian":
+        unet = ScriptUNet(width, depth, unshuffle, stride, tau)
+        self.network = NetworkOutput(unet, tta)
+        if transform == "anscombe":
+            if noise not in ("poisson", "poisson-gaussian"):
+                raise ExportError(f"the Anscombe route is for Poisson-type noise, not {noise}")
+            zeta = _need(gat_gain, "gain")
+            self.to_scaled: nn.Module = AnscombeForward(zeta, gat_sigma, offset, scale)
+            self.from_scaled: nn.Module = InverseAnscombe(zeta, gat_sigma, offset, scale)
             variance: nn.Module = GaussianVariance(noise_w_sigma, sigma_a_w)
-            tweedie: nn.Module = GaussianTweedie(_need(sigma, "sigma"), smoothing)
-        elif noise == "gamma":
-            variance = GammaVariance(_need(shape, "shape"), sigma_a_w)
-            tweedie = GammaTweedie(_need(shape, "shape"), smoothing)
-        elif noise in ("poisson", "poisson-gaussian"):
-            read = _need(sigma, "sigma") if noise == "poisson-gaussian" else 0.0
-            variance = CountVariance(noise_w_sigma if noise == "poisson-gaussian" else 0.0,
-                                     sigma_a_w)
-            tweedie = PoissonTweedie(_need(gain, "gain"), read, smoothing, mixed_mode)
+            tweedie: nn.Module = GaussianTweedie(noise_w_sigma, smoothing)
+        elif transform == "none":
+            self.to_scaled = Affine(offset, scale)
+            self.from_scaled = InverseAffine(offset, scale)
+            variance, tweedie = _count_or_plain_steps(noise, sigma, gain, shape, sigma_a_w,
+                                                      noise_w_sigma, smoothing, mixed_mode)
         else:
-            raise ExportError(f"the bioimage.io export does not support {noise!r} noise")
+            raise ExportError(f"the bioimage.io export does not support transform {transform!r}")
         self.score = PreconditionedScore(variance, domain)
         self.tweedie = tweedie
         self.local_mean = LocalMean(mean_radius)
-        self.from_scaled = InverseAffine(offset, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.to_scaled(x.to(torch.float32))
+        plane = x.to(torch.float32)
+        y = self.to_scaled(plane)
         score = self.score(self.network(y), y)
-        estimate = self.tweedie(y, score)
-        return self.from_scaled(self.local_mean(y, estimate))
+        estimate = self.from_scaled(self.tweedie(y, score))
+        return self.local_mean(plane, estimate)  # in input units, as the plugin
+
+
+def _count_or_plain_steps(noise: str, sigma: float | None, gain: float | None,
+                          shape: float | None, sigma_a_w: float, noise_w_sigma: float,
+                          smoothing: float, mixed_mode: str) -> tuple[nn.Module, nn.Module]:
+    """The variance and Tweedie pieces of the route without a transform."""
+    if noise == "gaussian":
+        return (GaussianVariance(noise_w_sigma, sigma_a_w),
+                GaussianTweedie(_need(sigma, "sigma"), smoothing))
+    if noise == "gamma":
+        return (GammaVariance(_need(shape, "shape"), sigma_a_w),
+                GammaTweedie(_need(shape, "shape"), smoothing))
+    if noise in ("poisson", "poisson-gaussian"):
+        read = _need(sigma, "sigma") if noise == "poisson-gaussian" else 0.0
+        return (CountVariance(noise_w_sigma if noise == "poisson-gaussian" else 0.0,
+                              sigma_a_w),
+                PoissonTweedie(_need(gain, "gain"), read, smoothing, mixed_mode))
+    raise ExportError(f"the bioimage.io export does not support {noise!r} noise")
 
 
 def _need(value: float | None, name: str) -> float:
@@ -364,9 +456,6 @@ def check_exportable(config: TrainConfig) -> None:
             raise ExportError(
                 f"the bioimage.io export does not reproduce {f.name}={value!r} yet; export "
                 f"a model trained with {f.name}={f.default!r}")
-    if config.transform == "anscombe":
-        raise ExportError("the bioimage.io export does not reproduce the Anscombe route yet; "
-                          "export a model trained with transform 'none'")
     if config.noise not in ("gaussian", "gamma", "poisson", "poisson-gaussian"):
         raise ExportError(f"the model's noise model is {config.noise!r}: only a trained "
                           "model (with a resolved noise model) can be exported")
@@ -375,6 +464,25 @@ def check_exportable(config: TrainConfig) -> None:
                           f"{config.mixed_mode!r}")
     if None in (config.width, config.depth, config.unshuffle):
         raise ExportError("the model's network size is not resolved: train it first")
+    if config.anscombe and not config.gain > 0:
+        raise ExportError("the model's Anscombe route has no gain: it cannot be exported")
+
+
+def network_tau(model: Noise2ScoreModel) -> float | None:
+    """The noise std a noise-conditioned network is queried at (its ``tau`` buffer, which
+    the plugin's denoising uses), None for a plain network; a per-item tau is refused."""
+    if not model.conditioned:
+        return None
+    tau = getattr(model.net, "tau", None)
+    if not isinstance(tau, torch.Tensor):
+        raise ExportError("the model's network has no noise channel: it cannot be exported")
+    if tau.numel() != 1:
+        raise ExportError(f"the model's network holds {tau.numel()} noise levels (one per "
+                          "batch item): only one noise level for all planes can be exported")
+    value = float(tau.detach().reshape(-1)[0].cpu())
+    if not (math.isfinite(value) and value > 0):
+        raise ExportError(f"the model's noise level tau is {value}: it cannot be exported")
+    return value
 
 
 def denoiser_spec(model: Noise2ScoreModel, tta: bool = False) -> dict[str, Any]:
@@ -385,6 +493,8 @@ def denoiser_spec(model: Noise2ScoreModel, tta: bool = False) -> dict[str, Any]:
     domain, noise_w = training_domain(config, model.scale)
     numbers = {"offset": config.offset, "scale": model.scale, "domain": domain,
                "sigma_a_w": model.final_sigma_a, "smoothing": model.smoothing}
+    if config.anscombe:
+        numbers.update(gat_gain=config.gain, gat_sigma=config.sigma or 0.0)
     for name, value in numbers.items():
         if not math.isfinite(value):
             raise ExportError(f"the model's {name} is {value}: it cannot be exported")
@@ -397,6 +507,7 @@ def denoiser_spec(model: Noise2ScoreModel, tta: bool = False) -> dict[str, Any]:
         "shape": None if scaled.shape is None else float(scaled.shape),
         "noise_w_sigma": float(noise_w.sigma or 0.0),
         "mixed_mode": config.mixed_mode, "tta": bool(tta), "mean_radius": float(MEAN_RADIUS),
+        "transform": "anscombe" if config.anscombe else "none", "tau": network_tau(model),
         **{k: float(v) for k, v in numbers.items()},
     }
 
