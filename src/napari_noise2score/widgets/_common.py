@@ -29,6 +29,7 @@ class DockPanel(Container):
         self.worker: Any = None
         self._stop = threading.Event()
         self._last_error = ""
+        self._activity: Any = None
         self.layer = ComboBox(name="layer", label="image layer", choices=self._image_layers,
                               tooltip="the image layer to use (napari's layer list)")
         self.axes = LineEdit(name="axes", label="axes", tooltip=(
@@ -54,6 +55,11 @@ class DockPanel(Container):
         return self._stop.is_set()
 
     @property
+    def activity(self) -> Any:
+        """The napari progress bar (activity dock) of the current run; None when idle."""
+        return self._activity
+
+    @property
     def last_error(self) -> str:
         """The text of the last error shown ('' when none)."""
         return self._last_error
@@ -72,9 +78,11 @@ class DockPanel(Container):
             return super_reset()
         before = self.layer.value
         super_reset()
-        if self.layer.choices and (before is None or before not in self.viewer.layers):
-            active = self.viewer.layers.selection.active
-            self.layer.value = default_layer(self.layer.choices, active)
+        choices = self.layer.choices
+        if choices:  # a renamed layer stays chosen (magicgui would choose the first one)
+            keep = before is not None and before in choices
+            self.layer.value = before if keep else default_layer(
+                choices, self.viewer.layers.selection.active)
 
     def chosen_layer(self) -> Any:
         """The chosen layer; a clear error if there is none."""

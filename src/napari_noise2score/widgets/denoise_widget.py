@@ -161,6 +161,7 @@ class DenoiseWidget(DockPanel):
             denoise_planes, model, data, axes, noise, self.tile.value, self._stop.is_set,
             _start_thread=False, _ignore_errors=True,
             _progress={"total": planes, "desc": f"Noise2Score: denoising {target}"})
+        self._activity = self.worker.pbar  # napari's progress bar, in the activity dock
         self.worker.yielded.connect(lambda done: self._on_progress(done, planes))
         self.worker.returned.connect(lambda result: self._deliver(result, target, mode))
         self.worker.errored.connect(self._error)
@@ -242,7 +243,7 @@ class DenoiseWidget(DockPanel):
         return bool(self._undo)
 
     def _on_finished(self) -> None:
-        self.worker = None
+        self.worker = self._activity = None
         self._set_running(False)
 
     def _set_running(self, running: bool) -> None:

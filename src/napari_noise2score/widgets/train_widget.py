@@ -140,7 +140,6 @@ class TrainWidget(DockPanel):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self._last_draw = 0.0
-        self._pbar: Any = None
         self._training_layer: str | None = None
         preload_engine()
         #: one widget per shown TrainConfig field, by field name
@@ -254,7 +253,7 @@ class TrainWidget(DockPanel):
         self.progress.value = 0
         self._training_layer = layer.name
         self.say(f"training on {layer.name}…")
-        self._pbar = progress(total=1000, desc=f"Noise2Score: training on {layer.name}")
+        self._activity = progress(total=1000, desc=f"Noise2Score: training on {layer.name}")
         self.worker = create_worker(iter_training, data, config, stop=self._stop.is_set,
                                     _start_thread=False, _ignore_errors=True)
         self.worker.yielded.connect(self._on_update)
@@ -271,8 +270,8 @@ class TrainWidget(DockPanel):
     def _set_fraction(self, fraction: float) -> None:
         done = int(fraction * 1000)
         self.progress.value = done
-        if self._pbar is not None:
-            self._pbar.update(max(0, done - self._pbar.n))
+        if self._activity is not None:
+            self._activity.update(max(0, done - self._activity.n))
 
     def _on_update(self, update: Any) -> None:
         from ..core.training import NoiseEstimated, TrainDone, TrainNote
@@ -301,9 +300,9 @@ class TrainWidget(DockPanel):
 
     def _on_finished(self) -> None:
         self.worker = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         self._set_running(False)
         _free_accelerator_memory()
 
