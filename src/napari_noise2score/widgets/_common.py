@@ -41,7 +41,26 @@ class DockPanel(Container):
         self.status = self._status.native
         self.status.setWordWrap(True)
         self.layer.changed.connect(self._layer_changed)
-        self.native.destroyed.connect(self._stop.set)
+        self._gone = False
+        self.native.destroyed.connect(self._destroyed)
+
+    def _destroyed(self, *_: Any) -> None:
+        self._gone = True
+        self._stop.set()
+
+    def _start(self, worker: Any, **handlers: Any) -> None:
+        """Connect napari worker signals (``yielded=...``) and start it; a handler is
+        skipped once the widget is gone (its Qt parts are deleted with the viewer)."""
+        def guarded(handler: Any) -> Any:
+            return lambda *args: None if self._gone else handler(*args)
+
+        self.worker = worker
+        for signal, handler in handlers.items():
+            getattr(worker, signal).connect(guarded(handler))
+        worker.errored.connect(guarded(self._error))
+        worker.finished.connect(guarded(self._on_finished))
+        self._set_running(True)
+        worker.start()
 
     # ---- public, read-only state (for scripts and tests) -----------------------------
     @property

@@ -157,17 +157,13 @@ class DenoiseWidget(DockPanel):
         target, mode = layer.name, self.output.value
         self.say(f"denoising {target}…")
         self.progress.value = 0
-        self.worker = create_worker(
+        worker = create_worker(
             denoise_planes, model, data, axes, noise, self.tile.value, self._stop.is_set,
             _start_thread=False, _ignore_errors=True,
             _progress={"total": planes, "desc": f"Noise2Score: denoising {target}"})
-        self._activity = self.worker.pbar  # napari's progress bar, in the activity dock
-        self.worker.yielded.connect(lambda done: self._on_progress(done, planes))
-        self.worker.returned.connect(lambda result: self._deliver(result, target, mode))
-        self.worker.errored.connect(self._error)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.worker.start()
+        self._activity = worker.pbar  # napari's progress bar, in the activity dock
+        self._start(worker, yielded=lambda done: self._on_progress(done, planes),
+                    returned=lambda result: self._deliver(result, target, mode))
 
     def _instant_model(self) -> Any:
         """The pretrained prior when nothing has been trained or loaded ("instant")."""

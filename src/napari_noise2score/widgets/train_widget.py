@@ -254,13 +254,10 @@ class TrainWidget(DockPanel):
         self._training_layer = layer.name
         self.say(f"training on {layer.name}…")
         self._activity = progress(total=1000, desc=f"Noise2Score: training on {layer.name}")
-        self.worker = create_worker(iter_training, data, config, stop=self._stop.is_set,
-                                    _start_thread=False, _ignore_errors=True)
-        self.worker.yielded.connect(self._on_update)
-        self.worker.errored.connect(self._error)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.worker.start()
+        worker = create_worker(iter_training, data, config, stop=self._stop.is_set,
+                               _start_thread=False, _ignore_errors=True)
+        worker.finished.connect(self._activity.close)  # as napari does for its own bars
+        self._start(worker, yielded=self._on_update)
 
     def stop_training(self) -> None:
         """Ask the worker to stop; it ends within one step and keeps the model so far."""
@@ -299,10 +296,7 @@ class TrainWidget(DockPanel):
                      f"{update.sigma_a:.3g}, ETA {format_seconds(update.eta)}")
 
     def _on_finished(self) -> None:
-        self.worker = None
-        if self._activity is not None:
-            self._activity.close()
-            self._activity = None
+        self.worker = self._activity = None
         self._set_running(False)
         _free_accelerator_memory()
 
