@@ -345,3 +345,37 @@ def test_loss_plot_keeps_at_most_its_cap(qtbot):
     assert plot.values[-1] == LossPlot.CAP + 1.0
     plot.clear()
     assert plot.values == ()
+
+
+def test_no_text_is_cut_off_at_the_default_dock_width(make_napari_viewer, qtbot):
+    """Every label fits on its line or wraps (with the height its wrapped text needs), in
+    a shown viewer at napari's default dock width, with long texts in the status lines and
+    the model label (issue 13: the model label was cut off)."""
+    from qtpy.QtWidgets import QLabel
+
+    from conftest import tiny_model
+    from napari_noise2score.widgets import _common
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "synthetic_fluorescence")
+    _, train_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
+    _, denoise_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise", tabify=False)
+    train_w.advanced.expand(animate=False)
+    qtbot.waitUntil(_common._preloaded.is_set, timeout=60_000)  # torch's lazy imports done
+    denoise_w.store.set(tiny_model(), "trained on noisy sample, a layer with a long name")
+    for w in (train_w, denoise_w):
+        w.say("step 2023, loss 0.0123, sigma_a 0.0456, ETA 1:23 " * 3)
+    qtbot.wait(300)
+    assert "long name (0 steps)" in denoise_w.model_label.text()
+    checked = 0
+    for w in (train_w, denoise_w):
+        for label in w.native.findChildren(QLabel):
+            if not label.isVisible() or not label.text():
+                continue
+            checked += 1
+            room = label.contentsRect().width()
+            if label.wordWrap():
+                assert label.height() >= label.heightForWidth(label.width()), label.text()
+            else:
+                assert label.fontMetrics().horizontalAdvance(label.text()) <= room, label.text()
+    assert checked >= 20

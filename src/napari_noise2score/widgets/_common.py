@@ -34,12 +34,11 @@ class DockPanel(Container):
                               tooltip="the image layer to use (napari's layer list)")
         self.axes = LineEdit(name="axes", label="axes", tooltip=(
             "axes of the layer, e.g. YX, TYX, ZYX; Y and X are the image plane"))
-        self.progress = ProgressBar(name="progress", min=0, max=1000, visible=True)
+        self.progress = ProgressBar(name="progress", min=0, max=1000, value=0)
         self.progress.native.setTextVisible(False)
         self._status = Label(name="status_line", value="ready")
         #: the status line (a QLabel: ``status.text()``); wraps, never cut off
-        self.status = self._status.native
-        self.status.setWordWrap(True)
+        self.status = wrapping(self._status)
         self.layer.changed.connect(self._layer_changed)
         self._gone = False
         self.native.destroyed.connect(self._destroyed)
@@ -154,6 +153,16 @@ def default_layer(images: Any, active: Any) -> Any:
         return active
     visible = [layer for layer in images if layer.visible]
     return (visible or images)[-1]
+
+
+def wrapping(label: Label) -> Any:
+    """The QLabel of a magicgui Label, made to wrap at the dock's width (never cut off)."""
+    native = label.native
+    native.setWordWrap(True)  # also makes its height follow its width
+    policy = native.sizePolicy()
+    policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)  # the dock's width, not the text's
+    native.setSizePolicy(policy)
+    return native
 
 
 def buttons(*names: str) -> tuple[Container, list[PushButton]]:

@@ -21,6 +21,7 @@ from ._common import (
     is_lazy,
     layer_array,
     preload_engine,
+    wrapping,
 )
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
@@ -40,8 +41,7 @@ class DenoiseWidget(DockPanel):
         self._undo: list[tuple[str, Any]] = []
         preload_engine()
         self._model_label = Label(name="model", label="model")
-        self.model_label = self._model_label.native  # QLabel: wraps, full text as tooltip
-        self.model_label.setWordWrap(True)
+        self.model_label = wrapping(self._model_label)  # a QLabel; the text also as tooltip
         load_row, (self.load_button,) = buttons("Load model…")
         self.params = {name: FloatSpinBox(name=name, min=0.0, max=1e9) for name in DECIMALS}
         for name, decimals in DECIMALS.items():

@@ -71,7 +71,7 @@ RANGES = {"sigma": (0.0, 1e9), "gain": (0.0, 1e9), "shape": (0.0, 1e9),
           "offset": (-1e9, 1e9), "max_seconds": (1.0, 1e6), "max_steps": (0, 10_000_000),
           "learning_rate": (1e-6, 1.0), "seed": (0, 2**31 - 1)}
 DECIMALS = {"sigma": 4, "gain": 4, "shape": 2, "offset": 3, "max_seconds": 0,
-            "learning_rate": 6}
+            "learning_rate": 6, "max_steps": 0, "width": 0}
 #: Number fields where 0 stands for None (automatic), and what the box then shows.
 ZERO_IS_AUTO = {"max_steps": "by time", "width": "auto"}
 STRIDES = {1: "independent pixels", 2: "2x2 sub-images"}
@@ -100,8 +100,8 @@ def field_widget(name: str, kind: type, default: Any) -> Any:
     if kind is str:
         return LineEdit(value=default or "", **options)
     lo, hi = LIMITS.get(name) or RANGES[name]
-    if name in ZERO_IS_AUTO:
-        lo = 0
+    if name in ZERO_IS_AUTO:  # a float box: magicgui's int box cannot show a word for 0
+        lo, kind = 0, float
     box = (SpinBox if kind is int else FloatSpinBox)(min=lo, max=hi, **options)
     if name in DECIMALS:
         box.native.setDecimals(DECIMALS[name])
@@ -190,7 +190,7 @@ class TrainWidget(DockPanel):
             if name not in needs:
                 values[name] = getattr(defaults, name)
         for name in ZERO_IS_AUTO:
-            values[name] = values[name] or None
+            values[name] = int(values[name]) or None
         values["axes"] = self.axes_text()
         return TrainConfig(**values).validate()
 
