@@ -1,4 +1,5 @@
-"""napari dock widgets (Qt): everything here runs on the GUI thread except the workers."""
+"""napari dock widgets (magicgui containers): everything here runs on the GUI thread except
+the workers (napari thread_workers)."""
 
 from .denoise_widget import DenoiseWidget
 from .train_widget import TrainWidget
