@@ -218,7 +218,7 @@ def test_sample_with_the_defaults_denoises_well_and_never_freezes(make_napari_vi
 
     from qtpy.QtCore import QTimer
 
-    from napari_noise2score.widgets import _common
+    from napari_noise2score.widgets import engine_ready
 
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
@@ -227,7 +227,7 @@ def test_sample_with_the_defaults_denoises_well_and_never_freezes(make_napari_vi
     assert train_w.layer.value.name == "noisy sample"  # not the hidden reference
     assert train_w.fields["noise"].value == "auto"
     train_w.fields["max_seconds"].value = 60.0
-    qtbot.waitUntil(_common._preloaded.is_set, timeout=60_000)  # done while the user reads
+    qtbot.waitUntil(engine_ready, timeout=60_000)  # done while the user reads
 
     ticks: list[float] = []
     timer = QTimer()
@@ -354,14 +354,14 @@ def test_no_text_is_cut_off_at_the_default_dock_width(make_napari_viewer, qtbot)
     from qtpy.QtWidgets import QLabel
 
     from conftest import tiny_model
-    from napari_noise2score.widgets import _common
+    from napari_noise2score.widgets import engine_ready
 
     viewer = make_napari_viewer(show=True)
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
     _, train_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
     _, denoise_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise", tabify=False)
     train_w.advanced.expand(animate=False)
-    qtbot.waitUntil(_common._preloaded.is_set, timeout=60_000)  # torch's lazy imports done
+    qtbot.waitUntil(engine_ready, timeout=60_000)  # torch's lazy imports done
     denoise_w.store.set(tiny_model(), "trained on noisy sample, a layer with a long name")
     for w in (train_w, denoise_w):
         w.say("step 2023, loss 0.0123, sigma_a 0.0456, ETA 1:23 " * 3)

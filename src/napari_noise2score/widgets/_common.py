@@ -215,6 +215,11 @@ def preload_engine() -> None:
     threading.Thread(target=load, name="noise2score-preload", daemon=True).start()
 
 
+def engine_ready() -> bool:
+    """Whether the background preload (``preload_engine``) has finished."""
+    return _preloaded.is_set()
+
+
 class LossPlot(QWidget):
     """A minimal live line plot of the training loss (log scale); values go through ``add``."""
 
