@@ -25,7 +25,7 @@ def settle(seconds: float = 0.3) -> None:
 
 
 def wait_for(widget) -> None:
-    while widget.worker is not None:
+    while widget.running:
         settle(0.1)
 
 
@@ -37,20 +37,19 @@ def main() -> int:
     _, denoise_w = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise", tabify=False)
     viewer.open_sample(PLUGIN, "synthetic_fluorescence")
     meta = viewer.layers["noisy sample"].metadata
-    train_w.noise.setCurrentText("poisson-gaussian")
-    train_w.params["gain"].setValue(meta["gain"])
-    train_w.params["sigma"].setValue(meta["read_sigma"])
-    train_w.max_seconds.setValue(600)
-    train_w.max_steps.setValue(400)  # a fixed amount of training, whatever the machine
+    settings = {"noise": "poisson-gaussian", "gain": meta["gain"], "sigma": meta["read_sigma"],
+                "max_seconds": 600, "max_steps": 400}  # a fixed amount, whatever the machine
+    for name, value in settings.items():
+        train_w.fields[name].value = value
     settle()
     viewer.window.screenshot(str(IMG / "1_sample_and_train_widget.png"), canvas_only=False)
-    train_w.train_button.click()
+    train_w.train_button.native.click()
     settle(12)
     viewer.window.screenshot(str(IMG / "2_training.png"), canvas_only=False)
     wait_for(train_w)
     settle()
-    denoise_w.layer_picker.setCurrentText("noisy sample")
-    denoise_w.denoise_button.click()
+    denoise_w.choose_layer("noisy sample")
+    denoise_w.denoise_button.native.click()
     wait_for(denoise_w)
     settle()
     viewer.layers["noisy sample"].visible = False
@@ -63,8 +62,10 @@ def main() -> int:
     viewer.reset_view()
     settle()
     viewer.window.screenshot(str(IMG / "4_side_by_side.png"), canvas_only=False)
-    train_w.grab().save(str(IMG / "train_widget.png"))
-    denoise_w.grab().save(str(IMG / "denoise_widget.png"))
+    train_w.advanced.expand(animate=False)
+    settle()
+    train_w.native.grab().save(str(IMG / "train_widget.png"))
+    denoise_w.native.grab().save(str(IMG / "denoise_widget.png"))
     viewer.close()
     print(f"screenshots in {IMG}")
     return 0

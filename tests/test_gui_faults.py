@@ -47,13 +47,11 @@ def widgets(viewer) -> tuple[TrainWidget, DenoiseWidget]:
 
 def start_training(viewer, train_w, qtbot) -> None:
     viewer.add_image(np.random.default_rng(0).random((128, 128)).astype(np.float32), name="r")
-    train_w.noise.setCurrentText("gaussian")
-    train_w.params["sigma"].setValue(0.1)
-    train_w.max_seconds.setValue(600.0)
-    train_w.patch_size.setValue(32)
-    train_w.batch_size.setValue(2)
-    train_w.device.setCurrentText("cpu")
-    train_w.train_button.click()
+    values = {"noise": "gaussian", "sigma": 0.1, "max_seconds": 600.0, "patch_size": 32,
+              "batch_size": 2, "device": "cpu"}
+    for name, value in values.items():
+        train_w.fields[name].value = value
+    train_w.train_button.native.click()
     qtbot.waitUntil(lambda: len(train_w.loss_plot.values) >= 1, timeout=60_000)
 
 
@@ -61,11 +59,11 @@ def start_denoising(viewer, denoise_w, model_file, qtbot) -> None:
     viewer.add_image(np.random.default_rng(0).random((40, 256, 256)).astype(np.float32),
                      name="big")
     denoise_w.load_model(model_file)
-    denoise_w.layer_picker.setCurrentText("big")
-    denoise_w.tile.setValue(denoise_w.tile.minimum())
-    denoise_w.denoise_button.click()
-    assert denoise_w.worker is not None
-    qtbot.waitUntil(lambda: denoise_w.progress.value() >= 1, timeout=60_000)
+    denoise_w.choose_layer("big")
+    denoise_w.tile.value = denoise_w.tile.min
+    denoise_w.denoise_button.native.click()
+    assert denoise_w.running
+    qtbot.waitUntil(lambda: denoise_w.progress.value >= 1, timeout=60_000)
 
 
 def threads_done(seconds: float = 30) -> bool:
@@ -86,9 +84,9 @@ def test_closing_during_a_run_stops_the_worker(make_napari_viewer, qtbot, model_
     if what == "viewer":
         viewer.close()
     else:
-        viewer.window.remove_dock_widget(widget)
+        viewer.window.remove_dock_widget(widget.native)
         widget.close()
-    stopped = widget._stop.is_set() and threads_done()
+    stopped = widget.stop_requested and threads_done()
     record_case(f"GUI: close the {what} during {phase}", "accepted" if stopped else "hang")
     assert stopped
 
@@ -99,7 +97,7 @@ def test_removing_the_layer_being_denoised_notifies(make_napari_viewer, qtbot, m
     _, denoise_w = widgets(viewer)
     start_denoising(viewer, denoise_w, model_file, qtbot)
     viewer.layers.remove("big")
-    qtbot.waitUntil(lambda: denoise_w.worker is None, timeout=300_000)
+    qtbot.waitUntil(lambda: not denoise_w.running, timeout=300_000)
     told = any("removed" in n for n in notices) and "big denoised" not in viewer.layers
     record_case("GUI: remove the layer being denoised", "clear error" if told else "crash")
     assert told and threads_done(), notices
@@ -113,7 +111,7 @@ def test_pressing_train_twice_runs_one_worker(make_napari_viewer, qtbot):
     train_w.start_training()  # the button is disabled; the method itself must refuse too
     one = train_w.worker is first and QThreadPool.globalInstance().activeThreadCount() == 1
     train_w.stop_training()
-    qtbot.waitUntil(lambda: train_w.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not train_w.running, timeout=60_000)
     kept = train_w.store.model is not None
     record_case("GUI: press Train twice", "accepted" if one and kept else "crash")
     assert one and kept and threads_done()

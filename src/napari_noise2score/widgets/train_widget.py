@@ -1,273 +1,219 @@
-"""The Train dock widget: pick a layer and a noise model, train in a background thread."""
+"""The Train dock widget: pick a layer and a noise model, train in a background thread.
+
+Its fields are made from ``TrainConfig``: one magicgui widget per dataclass field, with the
+field's default and, for sized fields, the range in ``LIMITS``. The fields it deliberately
+does not show are listed in ``NOT_SHOWN`` (tests/test_widgets.py fails when the two drift
+apart from ``TrainConfig``)."""
 
 from __future__ import annotations
 
-import threading
 import time
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from superqt import QCollapsible
 
-from ..core.config import AUTO, TRANSFORMS, TrainConfig
+from ..core.config import AUTO, INITS, LIMITS, TRANSFORMS, TrainConfig
 from ..core.errors import Noise2ScoreError
-from ..core.noise import MIXED_MODES, NOISE_MODELS
-from ..core.stack import infer_axes
+from ..core.noise import MIXED_MODES, NOISE_MODELS, NoiseParams
 from ._common import (
-    LayerPicker,
+    MODEL_FILES,
+    DockPanel,
     LossPlot,
-    ask_model_path,
+    ask_path,
+    buttons,
     format_seconds,
     layer_array,
     preload_engine,
 )
-from ._session import store_for
 
-#: Choices of the "correlated noise" field and the TrainConfig.decorrelate they give.
-DECORRELATE = {"auto": None, "independent pixels": 1, "2x2 sub-images": 2}
-PARAM_HELP = {
+#: TrainConfig fields the widget does not show, and why; they keep TrainConfig's default.
+NOT_SHOWN = {
+    "tta": "a denoising option: the Denoise widget's quality box",
+    "antithetic": "a variance-reduction detail of the loss; always on",
+    "depth": "sized for the device (TrainConfig.resolved)",
+    "unshuffle": "sized for the device (TrainConfig.resolved)",
+    "sigma_a_max": "the annealing schedule follows the noise level (TrainConfig.resolved)",
+    "sigma_a_min": "the annealing schedule follows the noise level (TrainConfig.resolved)",
+    "network": "follows init: fine-tuning the prior keeps its noise-conditioned network",
+}
+#: Fields folded under "Advanced settings"; the other shown fields are in the main form.
+ADVANCED = ("patch_size", "batch_size", "learning_rate", "width", "seed", "decorrelate",
+            "mixed_mode", "transform", "init", "device")
+NOISE_FIELDS = ("sigma", "gain", "shape", "offset")
+LABELS = {"noise": "noise model", "max_seconds": "time budget", "max_steps": "steps",
+          "patch_size": "patch size", "batch_size": "batch size",
+          "learning_rate": "learning rate", "width": "network width",
+          "decorrelate": "correlated noise", "mixed_mode": "mixed-noise step",
+          "init": "start from"}
+HELP = {
+    "noise": "'auto' estimates the noise model and its parameters",
     "sigma": "noise std in the layer's intensity units (read noise for poisson-gaussian)",
     "gain": "Poisson gain zeta: the intensity of one photon count",
     "shape": "Gamma shape k (> 1)",
     "offset": "camera offset (dark level), subtracted before denoising",
+    "max_seconds": "training stops when this time is spent",
+    "max_steps": "a number of steps (by time: the time budget decides)",
+    "width": "channels of the network (auto: chosen for the device)",
+    "decorrelate": "noise correlated between neighbouring pixels: learn and denoise on 2x2 "
+                   "sub-images (auto: decided from the measured correlation)",
+    "mixed_mode": "Tweedie form for poisson-gaussian noise",
+    "transform": "where Poisson-type noise is learned: 'anscombe' after the generalized "
+                 "Anscombe transform, 'none' in photon counts (auto: chosen from the data)",
+    "init": "pretrained: fine-tune the shipped prior; scratch: a new network; auto: the "
+            "prior when the noise is in its range",
 }
-NEEDS = {"auto": set(), "gaussian": {"sigma"}, "poisson": {"gain", "offset"},
-         "gamma": {"shape"}, "poisson-gaussian": {"gain", "sigma", "offset"}}
+#: Ranges of number fields that LIMITS does not size (LIMITS gives the others).
+RANGES = {"sigma": (0.0, 1e9), "gain": (0.0, 1e9), "shape": (0.0, 1e9),
+          "offset": (-1e9, 1e9), "max_seconds": (1.0, 1e6), "max_steps": (0, 10_000_000),
+          "learning_rate": (1e-6, 1.0), "seed": (0, 2**31 - 1)}
+DECIMALS = {"sigma": 4, "gain": 4, "shape": 2, "offset": 3, "max_seconds": 0,
+            "learning_rate": 6, "max_steps": 0, "width": 0}
+#: Number fields where 0 stands for None (automatic), and what the box then shows.
+ZERO_IS_AUTO = {"max_steps": "by time", "width": "auto"}
+STRIDES = {1: "independent pixels", 2: "2x2 sub-images"}
 
 
-def _spin(value: float, lo: float, hi: float, decimals: int = 4) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setDecimals(decimals)
-    box.setRange(lo, hi)
-    box.setValue(value)
+def _choices(name: str) -> list[Any] | None:
+    """The choices of a choice field (None: not one): label and TrainConfig value."""
+    if name == "decorrelate":
+        lo, hi = LIMITS["decorrelate"]
+        return [("auto", None), *((STRIDES[s], s) for s in range(lo, hi + 1))]
+    if name == "device":
+        from ..core.device import available_devices
+
+        return [AUTO, *available_devices()]
+    return {"noise": [AUTO, *NOISE_MODELS], "mixed_mode": list(MIXED_MODES),
+            "transform": [("auto", None), *((t, t) for t in TRANSFORMS)],
+            "init": list(INITS)}.get(name)
+
+
+def field_widget(name: str, kind: type, default: Any) -> Any:
+    """The magicgui widget of one TrainConfig field, showing its default."""
+    options = {"name": name, "label": LABELS.get(name, name.replace("_", " ")),
+               "tooltip": HELP.get(name)}
+    if (choices := _choices(name)) is not None:
+        return ComboBox(choices=choices, value=default, **options)
+    if kind is str:
+        return LineEdit(value=default or "", **options)
+    lo, hi = LIMITS.get(name) or RANGES[name]
+    if name in ZERO_IS_AUTO:  # a float box: magicgui's int box cannot show a word for 0
+        lo, kind = 0, float
+    box = (SpinBox if kind is int else FloatSpinBox)(min=lo, max=hi, **options)
+    if name in DECIMALS:
+        box.native.setDecimals(DECIMALS[name])
+    box.value = 0 if default is None else default
+    if name in ZERO_IS_AUTO:
+        box.native.setSpecialValueText(ZERO_IS_AUTO[name])
     return box
 
 
-def _int_spin(value: int, lo: int, hi: int, special: str = "") -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setValue(value)
-    if special:
-        box.setSpecialValueText(special)
-    return box
+def shown_fields() -> dict[str, tuple[type, Any]]:
+    """The TrainConfig fields the widget shows: name -> (value type, default)."""
+    hints = typing.get_type_hints(TrainConfig)
+    shown = {}
+    for f in fields(TrainConfig):
+        if f.name in NOT_SHOWN:
+            continue
+        kinds = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],)
+                 if t is not type(None)]
+        shown[f.name] = (kinds[0], None if f.default is MISSING else f.default)
+    return shown
 
 
-class TrainWidget(QWidget):
+def noise_fields(noise: str) -> set[str]:
+    """The noise parameters a noise model needs ('auto': none, they are estimated)."""
+    if noise == AUTO:
+        return set()
+    poisson = TrainConfig(noise=noise).poisson_type
+    return set(NoiseParams(noise).needs) | ({"offset"} if poisson else set())
+
+
+class TrainWidget(DockPanel):
     """Train a Noise2Score model on an image layer; the model goes to the Denoise widget."""
 
     UI_INTERVAL = 0.1  # seconds between progress redraws
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.store = store_for(napari_viewer)
-        self.worker: Any = None
-        self._stop = threading.Event()
+        super().__init__(napari_viewer)
         self._last_draw = 0.0
-        self.last_error = ""
-        self.destroyed.connect(self._stop.set)
+        self._training_layer: str | None = None
         preload_engine()
-
-        self.layer_picker = LayerPicker(napari_viewer)
-        self.axes = QLineEdit()
-        self.axes.setToolTip("axes of the layer, e.g. YX, TYX, ZYX; Y and X are the image plane")
-        self.noise = QComboBox()
-        self.noise.addItems([AUTO, *NOISE_MODELS])
-        self.noise.setCurrentText(AUTO)
-        self.noise.setToolTip("'auto' estimates the noise model and its parameters")
-        self.params = {
-            "sigma": _spin(10.0, 0.0, 1e9),
-            "gain": _spin(1.0, 0.0, 1e9),
-            "shape": _spin(50.0, 0.0, 1e9, decimals=2),
-            "offset": _spin(0.0, -1e9, 1e9, decimals=3),
-        }
-        self.estimate_button = QPushButton("Estimate")
-        self.estimate_button.setToolTip("estimate the noise model and parameters from the layer")
-        self.max_seconds = _spin(120.0, 1.0, 1e6, decimals=0)
-        self.max_seconds.setSuffix(" s")
-        self.max_steps = _int_spin(0, 0, 10_000_000, special="by time")
-
-        form = QFormLayout()
-        form.addRow("image layer", self.layer_picker)
-        form.addRow("axes", self.axes)
-        noise_row = QHBoxLayout()
-        noise_row.addWidget(self.noise, 1)
-        noise_row.addWidget(self.estimate_button)
-        form.addRow("noise model", noise_row)
-        self._param_labels = {}
-        for name, box in self.params.items():
-            box.setToolTip(PARAM_HELP[name])
-            label = QLabel(name)
-            self._param_labels[name] = label
-            form.addRow(label, box)
-        form.addRow("time budget", self.max_seconds)
-        form.addRow("steps", self.max_steps)
-
-        self.patch_size = _int_spin(64, 16, 1024)
-        self.batch_size = _int_spin(16, 1, 1024)
-        self.learning_rate = _spin(1e-3, 1e-6, 1.0, decimals=6)
-        self.width = _int_spin(0, 0, 128, special="auto")
-        self.seed = _int_spin(0, 0, 2**31 - 1)
-        self.decorrelate = QComboBox()
-        self.decorrelate.addItems(list(DECORRELATE))
-        self.decorrelate.setToolTip(
-            "noise correlated between neighbouring pixels: learn and denoise on 2x2 "
-            "sub-images (auto: decided from the measured correlation)")
-        self.mixed_mode = QComboBox()
-        self.mixed_mode.addItems(list(MIXED_MODES))
-        self.mixed_mode.setCurrentText(TrainConfig().mixed_mode)
-        self.mixed_mode.setToolTip("Tweedie form for poisson-gaussian noise")
-        self.transform = QComboBox()
-        self.transform.addItems(["auto", *TRANSFORMS])
-        self.transform.setToolTip(
-            "where Poisson-type noise is learned: 'anscombe' after the generalized Anscombe "
-            "transform, 'none' in photon counts (auto: chosen from the data)")
-        self.device = QComboBox()
-        self.device.addItems(self._device_names())
-        advanced = QFormLayout()
-        advanced.addRow("patch size", self.patch_size)
-        advanced.addRow("batch size", self.batch_size)
-        advanced.addRow("learning rate", self.learning_rate)
-        advanced.addRow("network width", self.width)
-        advanced.addRow("seed", self.seed)
-        advanced.addRow("correlated noise", self.decorrelate)
-        advanced.addRow("mixed-noise step", self.mixed_mode)
-        advanced.addRow("transform", self.transform)
-        advanced.addRow("device", self.device)
-        box = QWidget()
-        box.setLayout(advanced)
+        #: one widget per shown TrainConfig field, by field name
+        self.fields = {name: self.axes if name == "axes" else field_widget(name, kind, default)
+                       for name, (kind, default) in shown_fields().items()}
+        row, (self.estimate_button,) = buttons("Estimate")
+        self.estimate_button.tooltip = "estimate the noise model and parameters from the layer"
+        noise_row = Container(layout="horizontal", labels=False, label="noise model",
+                              widgets=[self.fields["noise"], self.estimate_button])
+        main = [self.layer, self.axes, noise_row] + [
+            w for name, w in self.fields.items() if name not in (*ADVANCED, "noise", "axes")]
+        run_row, (self.train_button, self.stop_button) = buttons("Train", "Stop")
+        file_row, (self.save_button, self.load_button, self.export_button) = buttons(
+            "Save model…", "Load model…", "Export…")
+        self.export_button.tooltip = ("write the model as a bioimage.io package (.zip), to "
+                                      "run in deepImageJ, ilastik or bioimageio.core")
+        self.stop_button.enabled = False
+        self.extend([Container(widgets=main), run_row, self.progress, self._status, file_row])
+        advanced = Container(widgets=[self.fields[name] for name in ADVANCED])
         self.advanced = QCollapsible("Advanced settings")
-        self.advanced.addWidget(box)
-
-        self.train_button = QPushButton("Train")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.save_button = QPushButton("Save model…")
-        self.load_button = QPushButton("Load model…")
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("write the model as a bioimage.io package (.zip), to run "
-                                      "in deepImageJ, ilastik or bioimageio.core")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.status = QLabel("ready")
-        self.status.setWordWrap(True)
+        self.advanced.addWidget(advanced.native)
         self.loss_plot = LossPlot()
+        layout = self.native.layout()
+        layout.insertWidget(1, self.advanced)
+        layout.insertWidget(5, self.loss_plot)
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
-        files = QHBoxLayout()
-        files.addWidget(self.save_button)
-        files.addWidget(self.load_button)
-        files.addWidget(self.export_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.advanced)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.loss_plot)
-        layout.addLayout(files)
-        layout.addStretch(1)
-
-        self.noise.currentTextChanged.connect(self._show_params)
-        self.estimate_button.clicked.connect(self.estimate)
-        self.layer_picker.currentTextChanged.connect(self._layer_changed)
-        self.train_button.clicked.connect(self.start_training)
-        self.stop_button.clicked.connect(self.stop_training)
-        self.save_button.clicked.connect(self._save_dialog)
-        self.load_button.clicked.connect(self._load_dialog)
-        self.export_button.clicked.connect(self._export_dialog)
-        self._show_params(self.noise.currentText())
-        self._layer_changed(self.layer_picker.currentText())
+        self.fields["noise"].changed.connect(self._show_params)
+        self.estimate_button.changed.connect(self.estimate)
+        self.train_button.changed.connect(self.start_training)
+        self.stop_button.changed.connect(self.stop_training)
+        self.save_button.changed.connect(self._save_dialog)
+        self.load_button.changed.connect(self._load_dialog)
+        self.export_button.changed.connect(self._export_dialog)
+        self._show_params(self.fields["noise"].value)
+        self.reset_choices()
 
     # ---- configuration ---------------------------------------------------------------
-    @staticmethod
-    def _device_names() -> list[str]:
-        from ..core.device import available_devices
-
-        return ["auto"] + available_devices()
-
     def _show_params(self, noise: str) -> None:
-        needs = NEEDS[noise]
-        for name, box in self.params.items():
-            box.setVisible(name in needs)
-            self._param_labels[name].setVisible(name in needs)
-
-    def _layer_changed(self, name: str) -> None:
-        if name and name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            try:
-                self.axes.setText(infer_axes(layer.ndim))
-            except Noise2ScoreError:
-                self.axes.setText("")
+        needs = noise_fields(noise)
+        for name in NOISE_FIELDS:
+            self.fields[name].visible = name in needs
 
     def config(self) -> TrainConfig:
         """The TrainConfig these fields describe (validated)."""
-        noise = self.noise.currentText()
-        values = {name: (box.value() if name in NEEDS[noise] else None)
-                  for name, box in self.params.items()}
-        return TrainConfig(
-            noise=noise,
-            sigma=values["sigma"],
-            gain=values["gain"],
-            shape=values["shape"],
-            offset=values["offset"] or 0.0,
-            axes=self.axes.text().strip().upper() or None,
-            max_seconds=self.max_seconds.value(),
-            max_steps=self.max_steps.value() or None,
-            patch_size=self.patch_size.value(),
-            batch_size=self.batch_size.value(),
-            learning_rate=self.learning_rate.value(),
-            width=self.width.value() or None,
-            seed=self.seed.value(),
-            decorrelate=DECORRELATE[self.decorrelate.currentText()],
-            mixed_mode=self.mixed_mode.currentText(),
-            transform=None if self.transform.currentText() == "auto"
-            else self.transform.currentText(),
-            device=self.device.currentText(),
-        ).validate()
+        values = {name: w.value for name, w in self.fields.items()}
+        needs, defaults = noise_fields(values["noise"]), TrainConfig()
+        for name in NOISE_FIELDS:
+            if name not in needs:
+                values[name] = getattr(defaults, name)
+        for name in ZERO_IS_AUTO:
+            values[name] = int(values[name]) or None
+        values["axes"] = self.axes_text()
+        return TrainConfig(**values).validate()
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the fields (e.g. that of a loaded model)."""
-        self.noise.setCurrentText(config.noise)
-        self.params["offset"].setValue(config.offset)
-        for name in self.params:
+        for name, widget in self.fields.items():
             value = getattr(config, name)
-            if value is not None:
-                self.params[name].setValue(value)
-        self.patch_size.setValue(config.patch_size)
-        self.batch_size.setValue(config.batch_size)
-        self.learning_rate.setValue(config.learning_rate)
-        self.seed.setValue(config.seed)
-        stride = {v: k for k, v in DECORRELATE.items()}.get(config.decorrelate, "auto")
-        self.decorrelate.setCurrentText(stride)
-        self.mixed_mode.setCurrentText(config.mixed_mode)
-        self.transform.setCurrentText(config.transform or "auto")
+            if name in ZERO_IS_AUTO and value is None:
+                value = 0
+            if name == "axes":
+                value = value or ""
+            if value is None and name in NOISE_FIELDS:
+                continue
+            if isinstance(widget, ComboBox) and value not in widget.choices:
+                continue  # e.g. a device this machine lacks, a model file to start from
+            widget.value = value
 
     def estimate(self) -> None:
         """Estimate the noise of the chosen layer and show it in the fields."""
         from ..api import estimate_noise
 
         try:
-            layer = self.layer_picker.layer()
-            estimate = estimate_noise(layer_array(layer),
-                                      axes=self.axes.text().strip().upper() or None)
+            estimate = estimate_noise(layer_array(self.chosen_layer()), axes=self.axes_text())
         except Noise2ScoreError as exc:
             self._error(exc)
             return
@@ -276,25 +222,27 @@ class TrainWidget(QWidget):
     def show_estimate(self, estimate: Any, route: str = "") -> None:
         """Put an estimate in the fields and say what it is (and the route chosen for it),
         before it is used."""
-        self.noise.setCurrentText(estimate.model)
-        for name in self.params:
+        self.fields["noise"].value = estimate.model
+        for name in NOISE_FIELDS:
             value = getattr(estimate, name)
             if value is not None:
-                self.params[name].setValue(value)
+                self.fields[name].value = value
         text = f"estimated {estimate.describe()}"
-        self.status.setText(f"{text}; {route}" if route else text)
+        self.say(f"{text}; {route}" if route else text)
 
     # ---- training --------------------------------------------------------------------
     def start_training(self) -> None:
-        """Read the layer and fields on the GUI thread, then train in a worker thread."""
+        """Read the layer and fields on the GUI thread, then train in a worker thread
+        (napari's thread_worker: its yielded updates arrive on the GUI thread)."""
         from napari.qt.threading import create_worker
+        from napari.utils import progress
 
         from ..core.training import iter_training
 
         if self.worker is not None:
             return
         try:
-            layer = self.layer_picker.layer()
+            layer = self.chosen_layer()
             data = layer_array(layer)
             config = self.config()
         except Noise2ScoreError as exc:
@@ -302,67 +250,61 @@ class TrainWidget(QWidget):
             return
         self._stop.clear()
         self.loss_plot.clear()
-        self.progress.setValue(0)
+        self.progress.value = 0
         self._training_layer = layer.name
-        self.status.setText(f"training on {layer.name}…")
-        self.worker = create_worker(iter_training, data, config, stop=self._stop.is_set,
-                                    _start_thread=False, _ignore_errors=True)
-        self.worker.yielded.connect(self._on_update)
-        self.worker.errored.connect(self._error)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.worker.start()
+        self.say(f"training on {layer.name}…")
+        self._activity = progress(total=1000, desc=f"Noise2Score: training on {layer.name}")
+        worker = create_worker(iter_training, data, config, stop=self._stop.is_set,
+                               _start_thread=False, _ignore_errors=True)
+        worker.finished.connect(self._activity.close)  # as napari does for its own bars
+        self._start(worker, yielded=self._on_update)
 
     def stop_training(self) -> None:
         """Ask the worker to stop; it ends within one step and keeps the model so far."""
-        self._stop.set()
-        self.status.setText("stopping…")
+        self.stop()
+        self.say("stopping…")
+
+    def _set_fraction(self, fraction: float) -> None:
+        done = int(fraction * 1000)
+        self.progress.value = done
+        if self._activity is not None:
+            self._activity.update(max(0, done - self._activity.n))
 
     def _on_update(self, update: Any) -> None:
         from ..core.training import NoiseEstimated, TrainDone, TrainNote
 
         if isinstance(update, NoiseEstimated):
             self.show_estimate(update.estimate, update.route)
-            return
-        if isinstance(update, TrainNote):
-            self.status.setText(update.text)
-            return
-        if isinstance(update, TrainDone):
+        elif isinstance(update, TrainNote):
+            self.say(update.text)
+        elif isinstance(update, TrainDone):
             model = update.model
             self.store.set(model, f"trained on {self._training_layer}")
+            self._set_fraction(1.0)
             how = "stopped" if update.stopped else "done"
-            self.progress.setValue(1000)
-            self.status.setText(f"{how}: {model.steps} steps in {format_seconds(model.seconds)}; "
-                                "the model is ready in the Denoise widget")
-            return
-        self.loss_plot.add(update.loss, redraw=False)
-        now = time.monotonic()
-        if now - self._last_draw < self.UI_INTERVAL:
-            return
-        self._last_draw = now
-        self.loss_plot.update()
-        self.progress.setValue(int(update.fraction * 1000))
-        self.status.setText(f"step {update.step}, loss {update.loss:.4f}, "
-                            f"sigma_a {update.sigma_a:.3g}, ETA {format_seconds(update.eta)}")
+            self.say(f"{how}: {model.steps} steps in {format_seconds(model.seconds)}; "
+                     "the model is ready in the Denoise widget")
+        else:
+            self.loss_plot.add(update.loss, redraw=False)
+            now = time.monotonic()
+            if now - self._last_draw < self.UI_INTERVAL:
+                return
+            self._last_draw = now
+            self.loss_plot.update()
+            self._set_fraction(update.fraction)
+            self.say(f"step {update.step}, loss {update.loss:.4f}, sigma_a "
+                     f"{update.sigma_a:.3g}, ETA {format_seconds(update.eta)}")
 
     def _on_finished(self) -> None:
-        self.worker = None
+        self.worker = self._activity = None
         self._set_running(False)
         _free_accelerator_memory()
 
     def _set_running(self, running: bool) -> None:
-        self.train_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
-        self.load_button.setEnabled(not running)
-        self.export_button.setEnabled(not running)
-        self.estimate_button.setEnabled(not running)
-
-    def _error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        self.last_error = str(exc)
-        self.status.setText(f"error: {exc}")
-        show_error(f"Noise2Score: {exc}")
+        for button in (self.train_button, self.load_button, self.export_button,
+                       self.estimate_button):
+            button.enabled = not running
+        self.stop_button.enabled = running
 
     # ---- model files -----------------------------------------------------------------
     def save_model(self, path: str | Path) -> None:
@@ -374,7 +316,7 @@ class TrainWidget(QWidget):
         except Noise2ScoreError as exc:  # a read-only folder, a full disk
             self._error(exc)
             return
-        self.status.setText(f"saved {path}")
+        self.say(f"saved {path}")
 
     def load_model(self, path: str | Path) -> None:
         try:
@@ -383,7 +325,7 @@ class TrainWidget(QWidget):
             self._error(exc)
             return
         self.set_config(model.config)
-        self.status.setText(f"loaded {path}")
+        self.say(f"loaded {path}")
 
     def export_model(self, path: str | Path) -> None:
         """Write the model as a bioimage.io package, its test pair from the training layer."""
@@ -393,33 +335,24 @@ class TrainWidget(QWidget):
             self._error(Noise2ScoreError("there is no model yet: train or load one first"))
             return
         try:
-            export_from_viewer(self.viewer, self.store.model, path,
-                               getattr(self, "_training_layer", None))
+            export_from_viewer(self.viewer, self.store.model, path, self._training_layer)
         except Noise2ScoreError as exc:
             self._error(exc)
             return
-        self.status.setText(f"exported {path}")
+        self.say(f"exported {path}")
 
     def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export to bioimage.io", "model.zip",
-                                              "bioimage.io package (*.zip)")
-        if path:
+        if path := ask_path("w", "Export to bioimage.io", "model.zip",
+                            "bioimage.io package (*.zip)"):
             self.export_model(path)
 
     def _save_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.n2s",
-                                              "Noise2Score model (*.n2s)")
-        if path:
+        if path := ask_path("w", "Save model", "model.n2s", "Noise2Score model (*.n2s)"):
             self.save_model(path)
 
     def _load_dialog(self) -> None:
-        path = ask_model_path(self)
-        if path:
+        if path := ask_path("r", "Load model", "", MODEL_FILES):
             self.load_model(path)
-
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        self._stop.set()
-        super().closeEvent(event)
 
 
 def _free_accelerator_memory() -> None:
