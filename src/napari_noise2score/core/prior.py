@@ -238,27 +238,47 @@ def is_unbound(model) -> bool:
 
 
 def bind(model, planes, sigma: float | None = None, gain: float | None = None,
-         shape: float | None = None):
+         shape: float | None = None, offset: float = 0.0):
     """The prior ``model`` ready for the data ``planes`` (a sample of 2D planes): Gaussian
-    noise ``sigma`` (input units; estimated from the planes when None) at the planes'
+    noise ``sigma``, or Poisson-type noise of ``gain`` (read noise ``sigma``) on the Anscombe
+    route (input units; estimated from the planes when neither is given), at the planes'
     intensity scale. Returns (model, a line saying what noise it denoises)."""
     import copy
 
+    from .config import TrainConfig
     from .estimation import estimate_noise
+    from .score import to_network_units
     from .stack import intensity_scale
 
-    if gain is not None or shape is not None:
-        check_noise_model("poisson" if gain is not None else "gamma")
-    how = "given"
-    if sigma is None:
+    if shape is not None:
+        check_noise_model("gamma")
+    how, noise = "given", None
+    if gain is not None:
+        noise = {"noise": "poisson-gaussian" if sigma else "poisson", "gain": float(gain),
+                 "sigma": float(sigma) if sigma else None, "offset": float(offset)}
+    elif sigma is None:
         estimate = estimate_noise([np.asarray(p)[None] for p in planes])
-        check_noise_model(estimate.model)
         if estimate.stride > 1:
             raise PriorRangeError("correlated noise is outside the prior's range (independent "
-                                  f"Gaussian noise only){HINT}")
-        sigma, how = float(estimate.sigma), "estimated"
-    scale = intensity_scale(list(planes))
+                                  f"noise only){HINT}")
+        check_noise_model(estimate.model, anscombe=estimate.model.startswith("poisson"))
+        how = "estimated"
+        if estimate.model == "gaussian":
+            sigma = float(estimate.sigma)
+        else:
+            noise = {"noise": estimate.model, "gain": float(estimate.gain),
+                     "sigma": estimate.sigma, "offset": float(estimate.offset)}
     options = {"tta": model.config.tta, "mixed_mode": model.config.mixed_mode}
+    if noise is not None:
+        config = TrainConfig(**noise, transform="anscombe", **options).validate()
+        scale = intensity_scale([to_network_units(config, np.asarray(p)) for p in planes])
+        bound = anscombe_model(config, scale)
+        bound.net = copy.deepcopy(model.net)
+        bound.net.set_tau(1.0 / scale)
+        read = f", read noise {noise['sigma']:.4g}" if noise["sigma"] else ""
+        return bound, (f"pretrained prior: {noise['noise']} noise, gain {noise['gain']:.4g}"
+                       f"{read}, offset {noise['offset']:.4g} ({how}; Anscombe route)")
+    scale = intensity_scale(list(planes))
     bound = model_from_net(copy.deepcopy(model.net), sigma, scale, model.steps, model.seconds,
                            **options)
     return bound, f"pretrained prior: Gaussian noise sigma = {sigma:.4g} ({how})"
@@ -266,7 +286,8 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
 
 def rebind(model, sigma: float | None):
     """A noise-conditioned ``model`` for another Gaussian ``sigma`` (None: unchanged)."""
-    if sigma is None or not model.conditioned or sigma == model.config.sigma:
+    if (sigma is None or not model.conditioned or model.config.anscombe
+            or sigma == model.config.sigma):
         return model
     check_noise_std(sigma / model.scale)
     return model.for_noise(sigma)
