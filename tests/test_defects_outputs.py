@@ -166,12 +166,12 @@ def test_zarr_output_never_replaces_a_folder_holding_its_input(tmp_path, model_f
 def test_single_input_unexpected_error_reason_is_printed_with_exit_2(image, model_file,
                                                                      tmp_path, capsys,
                                                                      monkeypatch):
-    import napari_noise2score.api as api
+    import napari_noise2score.pipeline as pipeline
 
     def crashes(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(api, "denoise_file", crashes)
+    monkeypatch.setattr(pipeline, "denoise_file", crashes)
     assert main(["denoise", str(image), "--model", str(model_file),
                  "-o", str(tmp_path / "o.tif")]) == 2
     err = capsys.readouterr().err
