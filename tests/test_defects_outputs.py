@@ -459,8 +459,8 @@ def test_lzw_and_jpeg2000_tiffs_are_read(tmp_path, image, model_file, compressio
 
 
 def test_imagecodecs_is_declared_for_compressed_tiffs():
-    setup = (ROOT / "setup.cfg").read_text()
-    requires = setup.split("install_requires =")[1].split("\n[")[0]
+    project = (ROOT / "pyproject.toml").read_text()
+    requires = project.split("\ndependencies = [")[1].split("]")[0]
     assert "imagecodecs" in requires
 
 
