@@ -4,6 +4,7 @@ and ``TYPE_CHECKING`` blocks count too), and library errors worded for every fro
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_noise2score"
@@ -108,3 +109,87 @@ def test_pending_cycles_are_still_there():
     """Remove an entry of PENDING once its cycle is gone."""
     found = {frozenset(c) for c in cycles(import_graph())}
     assert found >= PENDING, f"no longer a cycle, drop it from PENDING: {PENDING - found}"
+
+
+# ---- errors worded for every front end ----------------------------------------------------
+
+#: Front ends that speak the command line (excluded), and modules whose wording waits on
+#: another change: core/noise.py ("needs --sigma") is being rewritten (noise models as
+#: types); ``_commands.in_parameter_terms`` rewords it for npe2 until then.
+CLI_MODULES = {"cli.py", "export/cli.py"}
+PENDING_WORDING = {"core/noise.py"}
+FLAG = re.compile(r"(?<![\w-])--[a-z{]")
+
+
+def _texts(tree: ast.AST):
+    """Every string literal outside docstrings (f-strings with ``{}`` for their fields)."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef
+                                | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docstrings:
+            yield node.lineno, node.value
+        elif isinstance(node, ast.JoinedStr):
+            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}"
+                                       for v in node.values)
+
+
+def test_library_texts_name_parameters_not_command_line_flags():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in CLI_MODULES | PENDING_WORDING:
+            continue
+        for line, text in _texts(ast.parse(path.read_text(encoding="utf-8"))):
+            if FLAG.search(text) and "napari-noise2score " not in text:  # not a usage line
+                found.append(f"{rel}:{line}: {text!r}")
+    assert not found, "library texts speak CLI flags:\n" + "\n".join(found)
+
+
+def test_the_command_line_puts_its_flags_into_library_messages():
+    from napari_noise2score.cli import in_flag_terms
+
+    assert in_flag_terms("give the axes, e.g. axes=TZYX") == "give the axes, e.g. --axes TZYX"
+    assert in_flag_terms("choose one with series=N") == "choose one with --series N"
+    assert in_flag_terms("the max_steps parameter or the lr") == "--steps or the lr"
+    assert in_flag_terms("tta=True / tta=False") == "--tta / --no-tta"
+    assert in_flag_terms("colour=3, the colour parameter") == "colour=3, the colour parameter"
+
+
+def _error_line(capsys) -> str:
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_axes_and_series_errors_in_parameters_for_the_api_and_flags_for_the_cli(
+        tmp_path, capsys):
+    import numpy as np
+    import pytest
+    import tifffile
+
+    from napari_noise2score.cli import main
+    from napari_noise2score.core.errors import AxesError, InputFileError
+    from napari_noise2score.io.lazy import open_lazy
+
+    plane = np.random.default_rng(0).normal(100, 10, (2, 2, 40, 48)).astype(np.float32)
+    ambiguous = tmp_path / "q.tif"
+    tifffile.imwrite(ambiguous, plane)  # 4D, no axes in the metadata
+    with pytest.raises(AxesError) as info:
+        open_lazy(ambiguous)
+    assert "axes=TZYX" in str(info.value) and "--" not in str(info.value)
+    assert main(["estimate", str(ambiguous)]) == 2
+    assert "--axes TZYX" in _error_line(capsys)
+
+    two = tmp_path / "two.tif"
+    with tifffile.TiffWriter(two) as tif:
+        tif.write(plane[0, 0])
+        tif.write(plane[0], photometric="minisblack")
+    with pytest.raises(InputFileError) as info:
+        open_lazy(two)
+    assert "series=N" in str(info.value) and "--" not in str(info.value)
+    assert main(["estimate", str(two)]) == 2
+    assert "--series N" in _error_line(capsys)

@@ -80,7 +80,7 @@ def describe_tta(tta: bool | None, n_pixels: int | None = None) -> str:
     mpx = TTA_AUTO_PIXELS / 1e6
     if tta is None and n_pixels is None:
         return (f"8-fold average over flips and turns for inputs up to {mpx:.1f} Mpx, one "
-                "pass per tile above (auto; --tta / --no-tta force one)")
+                "pass per tile above (auto; tta=True / tta=False force one)")
     used = resolve_tta(tta, n_pixels or 0)
     how = "8-fold average over flips and turns" if used else "one pass per tile"
     if tta is None:

@@ -40,7 +40,7 @@ TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
 #: How a refusal ends (dropped where training falls back to scratch by itself).
-HINT = ": train a model from scratch instead (--init scratch)"
+HINT = ": train a model from scratch instead (init=scratch)"
 
 
 class PriorRangeError(Noise2ScoreError):
