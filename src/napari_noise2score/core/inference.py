@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 
 from .errors import Cancelled, Noise2ScoreError
 from .model import Noise2ScoreModel
@@ -203,8 +204,6 @@ def preserve_local_mean(y: np.ndarray, x: np.ndarray, radius: float = MEAN_RADIU
     mean of the data removes that drift and adds only noise averaged over ~(2 radius)^2
     pixels. The filter reaches 4 * radius pixels, well inside the default tile halo.
     """
-    from scipy.ndimage import gaussian_filter
-
     return (x + gaussian_filter((y - x).astype(np.float32), radius, mode="reflect")).astype(
         np.float32)
 

@@ -7,6 +7,7 @@ import errno
 import math
 import os
 from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,7 @@ def _check_finite_weights(net: ScoreUNet) -> None:
 
 def package_version() -> str:
     try:
-        from importlib.metadata import version
-
-        return version("napari-noise2score")
+        return metadata.version("napari-noise2score")
     except Exception:  # running from a source tree that is not installed
         return "unknown"
 

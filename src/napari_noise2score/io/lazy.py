@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AxesError, InputFileError, Noise2ScoreError
+from ..core.layout import PlaneLayout, read_window
 from ..core.stack import AXIS_LETTERS, check_axes
 from .files import TIFF_SUFFIXES, read_image
 
@@ -225,8 +226,6 @@ def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.nda
     of each chosen plane that fits. Reading a huge file whole to train is never needed: a
     few planes hold millions of patches.
     """
-    from ..core.tiling import PlaneLayout, read_window
-
     layout = PlaneLayout(tuple(data.shape), axes)
     h, w = layout.plane_shape
     n_planes = int(np.prod(layout.stack_shape)) if layout.stack_shape else 1
