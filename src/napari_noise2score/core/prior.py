@@ -28,6 +28,7 @@ from .config import AUTO, TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .estimation import estimate_noise
 from .model import Noise2ScoreModel, package_version
+from .network import COND_REF as COND_REF  # the noise channel's unit, also here
 from .network import ConditionedUNet
 from .stack import intensity_scale
 
