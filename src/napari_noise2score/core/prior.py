@@ -15,6 +15,7 @@ rest with one line (``PriorRangeError``).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import AUTO, TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
-from .network import ScoreUNet
+from .estimation import estimate_noise
+from .model import Noise2ScoreModel, package_version
+from .network import COND_REF as COND_REF  # the noise channel's unit, also here
+from .network import ConditionedUNet
+from .stack import intensity_scale
 
 PRIOR_FORMAT = "napari-noise2score-prior"
 PRIOR_FILE = Path(__file__).resolve().parent.parent / "weights" / "prior_gaussian.pt"
@@ -35,42 +41,11 @@ TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
 #: How a refusal ends (dropped where training falls back to scratch by itself).
-HINT = ": train a model from scratch instead (--init scratch)"
-#: The noise channel holds tau / COND_REF (values of order 1).
-COND_REF = 0.1
+HINT = ": train a model from scratch instead (init=scratch)"
 
 
 class PriorRangeError(Noise2ScoreError):
     """Noise the pretrained prior was not trained for."""
-
-
-class ConditionedUNet(ScoreUNet):
-    """A ScoreUNet whose input gains a noise-level channel and whose residual is tau * output.
-
-    ``tau`` (set with ``set_tau``: a number, or one value per batch item) is the total noise
-    std of the input in scaled intensities. It is a non-persistent buffer: a model file
-    stores the weights, and the noise the model denoises sets tau when it is built.
-    """
-
-    def __init__(self, width: int = 24, depth: int = 3, unshuffle: int = 2,
-                 stride: int = 1) -> None:
-        super().__init__(width, depth, unshuffle, stride, in_channels=2)
-        self.register_buffer("tau", torch.full((1, 1, 1, 1), 0.1), persistent=False)
-
-    def set_tau(self, tau: float | torch.Tensor) -> ConditionedUNet:
-        t = torch.as_tensor(tau, dtype=torch.float32, device=self.tau.device)
-        self.tau = t.reshape(-1, 1, 1, 1)
-        return self
-
-    def _unet(self, x: torch.Tensor) -> torch.Tensor:
-        tau = self.tau.to(x.dtype)
-        if tau.shape[0] not in (1, x.shape[0]):
-            raise ValueError("one tau per batch item, or one for all")
-        cond = (tau / COND_REF).expand(x.shape[0], 1, *x.shape[-2:])
-        inp = torch.cat([x, cond], dim=1)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            inp = inp.contiguous(memory_format=torch.channels_last)
-        return super()._unet(inp) * tau
 
 
 def conditioned_loss(
@@ -163,8 +138,6 @@ def psnr(clean: np.ndarray, estimate: np.ndarray, peak: float = 255.0) -> float:
 def prior_config(sigma: float, scale: float, arch: dict[str, int] | None = None, **options):
     """The TrainConfig of a model built on the prior's network for Gaussian noise ``sigma``
     (input units) on data of intensity ``scale``; refuses noise outside the prior's range."""
-    from .config import TrainConfig
-
     check_noise_std(sigma / scale)
     arch = arch or PRIOR_ARCH
     values = {"noise": "gaussian", "sigma": float(sigma), "network": "conditioned",
@@ -176,8 +149,6 @@ def model_from_net(net: ConditionedUNet, sigma: float, scale: float, steps: int 
                    seconds: float = 0.0, **options):
     """A Noise2ScoreModel denoising Gaussian noise ``sigma`` (input units) with ``net``
     queried at the data's own noise std (no final perturbation)."""
-    from .model import Noise2ScoreModel, package_version
-
     arch = {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
     config = prior_config(sigma, scale, arch, **options)
     model = Noise2ScoreModel(config=config, net=net, scale=float(scale), final_sigma_a=0.0,
@@ -201,9 +172,6 @@ PRETRAINED = "pretrained"
 def unbound_model(device: str = "cpu"):
     """The shipped prior as a model whose noise is not known yet (``noise="auto"``): bind it
     to the data with ``bind`` before denoising."""
-    from .config import AUTO, TrainConfig
-    from .model import Noise2ScoreModel, package_version
-
     prior = load_prior()
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
                          **prior.arch).validate()
@@ -223,11 +191,6 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
     """The prior ``model`` ready for the data ``planes`` (a sample of 2D planes): Gaussian
     noise ``sigma`` (input units; estimated from the planes when None) at the planes'
     intensity scale. Returns (model, a line saying what noise it denoises)."""
-    import copy
-
-    from .estimation import estimate_noise
-    from .stack import intensity_scale
-
     if gain is not None or shape is not None:
         check_noise_model("poisson" if gain is not None else "gamma")
     how = "given"
