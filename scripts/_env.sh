@@ -4,9 +4,13 @@
 # for a virtual screen are present. Sourced, not run.
 
 # The environment is (re)built when it is missing, when its set-up did not finish, or when
-# setup.cfg / pyproject.toml changed since it was built.
+# the package metadata (pyproject.toml; setup.cfg too, should one come back) or
+# scripts/setup.sh changed since it was built.
 n2s_stamp() {
-    cat setup.cfg pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1
+    local f
+    for f in setup.cfg pyproject.toml scripts/setup.sh; do
+        [ -f "$f" ] && cat "$f"
+    done | sha256sum | cut -d' ' -f1
 }
 
 n2s_ensure_venv() {

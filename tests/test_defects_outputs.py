@@ -166,12 +166,12 @@ def test_zarr_output_never_replaces_a_folder_holding_its_input(tmp_path, model_f
 def test_single_input_unexpected_error_reason_is_printed_with_exit_2(image, model_file,
                                                                      tmp_path, capsys,
                                                                      monkeypatch):
-    import napari_noise2score.api as api
+    import napari_noise2score.pipeline as pipeline
 
     def crashes(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(api, "denoise_file", crashes)
+    monkeypatch.setattr(pipeline, "denoise_file", crashes)
     assert main(["denoise", str(image), "--model", str(model_file),
                  "-o", str(tmp_path / "o.tif")]) == 2
     err = capsys.readouterr().err
@@ -459,8 +459,8 @@ def test_lzw_and_jpeg2000_tiffs_are_read(tmp_path, image, model_file, compressio
 
 
 def test_imagecodecs_is_declared_for_compressed_tiffs():
-    setup = (ROOT / "setup.cfg").read_text()
-    requires = setup.split("install_requires =")[1].split("\n[")[0]
+    project = (ROOT / "pyproject.toml").read_text()
+    requires = project.split("\ndependencies = [")[1].split("]")[0]
     assert "imagecodecs" in requires
 
 

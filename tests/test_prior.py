@@ -45,7 +45,7 @@ def test_weights_ship_inside_the_package():
     assert P.PRIOR_FILE.stat().st_size < 8 * 2**20
     provenance = P.load_prior().provenance
     assert provenance["steps"] > 0 and provenance["commit"] and "Train400" in provenance["data"]
-    assert "weights/*.pt" in (ROOT / "setup.cfg").read_text()
+    assert "weights/*.pt" in (ROOT / "pyproject.toml").read_text()
 
 
 def test_pretrained_denoises_offline_from_the_cli(tmp_path, case, monkeypatch, capsys):

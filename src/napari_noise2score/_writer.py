@@ -15,8 +15,8 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer plane by plane (float32) to .tif/.tiff or .zarr."""
     from pathlib import Path
 
+    from .core.layout import PlaneLayout, read_window
     from .core.stack import check_axes
-    from .core.tiling import PlaneLayout, read_window
     from .io.chunked_writer import check_output, write_planes
 
     axes = check_axes((meta.get("metadata") or {}).get("axes"), data.ndim)

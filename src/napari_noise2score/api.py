@@ -6,20 +6,28 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import pipeline
+from .core import blind
+from .core.blind import BlindResult
 from .core.config import AUTO, TrainConfig
-from .core.device import select_device
 from .core.errors import Noise2ScoreError
+from .core.estimation import estimate_noise as _estimate
 from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
-from .core.stack import cast_result, result_dtype
+from .core.noise import check_applicable, model_for
+from .core.stack import cast_result, check_axes, check_image, result_dtype, to_planes
+from .core.tiling import TiledDenoiser
 from .core.training import TrainProgress, train_model
+from .export.bioimageio import export_package
+from .io.lazy import open_lazy as _open
+from .io.lazy import training_planes
+from .pipeline import bind_to_files, is_dask, load_model
 
-if TYPE_CHECKING:
-    from .core.blind import BlindResult
+__all__ = ["bind_to_files", "blind_search", "denoise", "denoise_file", "estimate_noise",
+           "export_bioimageio", "load_model", "make_config", "open_lazy", "train"]
 
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
@@ -31,8 +39,6 @@ def make_config(config: TrainConfig | None = None, **overrides) -> TrainConfig:
     without a model name it (``sigma`` alone: Gaussian, ``gain``: Poisson, both:
     Poisson-Gaussian, ``shape``: Gamma).
     """
-    from .core.noise import check_applicable, model_for
-
     unknown = sorted(set(overrides) - _CONFIG_FIELDS)
     if unknown:
         raise Noise2ScoreError(f"unknown training options: {', '.join(unknown)}")
@@ -68,9 +74,6 @@ def estimate_noise(images: np.ndarray | Sequence[np.ndarray], axes: str | None =
     Returns a NoiseEstimate: ``.model``, ``.sigma``, ``.gain``, ``.shape``, ``.offset``,
     ``.correlation`` (neighbour correlation of the noise) and ``.quality`` (0 to 1).
     """
-    from .core.estimation import estimate_noise as _estimate
-    from .core.stack import check_image, to_planes
-
     arrays = [images] if isinstance(images, np.ndarray) else list(images)
     stacks = []
     for array in arrays:
@@ -78,22 +81,6 @@ def estimate_noise(images: np.ndarray | Sequence[np.ndarray], axes: str | None =
         check_image(array)
         stacks.append(to_planes(array, axes)[0])
     return _estimate(stacks)
-
-
-def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreModel:
-    """Read a model saved with ``model.save(path)``, a bioimage.io package (.zip) exported
-    by this plugin (validated first; ModelFileError when foreign or altered), or
-    ``"pretrained"`` (with no file of that name): the shipped prior, for Gaussian noise;
-    ``denoise`` binds it to the data's noise (``sigma`` given, else estimated) and
-    intensity scale."""
-    from .core import prior
-    from .export.bioimageio import import_package, is_package
-
-    if str(path) == prior.PRETRAINED and not Path(path).exists():
-        return prior.unbound_model(select_device(device))
-    if is_package(path):
-        return import_package(path, select_device(device))
-    return Noise2ScoreModel.load(path, select_device(device))
 
 
 def export_bioimageio(
@@ -114,8 +101,6 @@ def export_bioimageio(
     TorchScript module; ``tta`` makes it average over the 8 flips and turns. Needs the
     ``bioimageio`` extra; a model the export cannot reproduce exactly raises ExportError.
     """
-    from .export.bioimageio import export_package
-
     if not isinstance(model, Noise2ScoreModel):
         model = load_model(model, "cpu")
     return export_package(model, path, image, name, description, authors, training_data,
@@ -144,12 +129,10 @@ def denoise(
     gives a lazy dask array back (each tile is denoised when computed; ``progress`` and
     ``stop`` do not apply); any other array is denoised now.
     """
-    data = data if _is_dask(data) else np.asarray(data)
+    data = data if is_dask(data) else np.asarray(data)
     out_dtype = result_dtype(dtype, data.dtype)
-    model, params = _model_and_noise(model, sigma, gain, shape, data, axes)
-    if _is_dask(data):
-        from .core.tiling import TiledDenoiser
-
+    model, params = pipeline.bound_model(model, sigma, gain, shape, data, axes)
+    if is_dask(data):
         lazy = TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
         return lazy.map_blocks(cast_result, out_dtype, dtype=out_dtype)
     tile = DEFAULT_TILE if tile is None else tile
@@ -173,79 +156,21 @@ def blind_search(
     Returns a BlindResult: ``.parameter`` ('sigma', 'shape' or 'gain'), ``.value``,
     ``.describe()``; denoise with ``denoise(image, model, **{r.parameter: r.value})``.
     """
-    from .core import blind
-
     if not isinstance(model, Noise2ScoreModel):
         model = load_model(model)
     limit = blind.MAX_PIXELS if max_pixels is None else max_pixels
-    if _is_dask(image):
-        from .core.stack import check_axes
-        from .io.lazy import training_planes
-
+    if is_dask(image):
         planes = training_planes(image, check_axes(axes, image.ndim), max_bytes=4 * limit)
     else:
-        from .core.stack import check_image, to_planes
-
         image = np.asarray(image)
         check_image(image)
         planes = to_planes(image, axes)[0]
     return blind.find_parameter(model, planes, method, grid, limit)
 
 
-def _model_and_noise(model, sigma, gain, shape, data=None, axes=None):
-    """A loaded model (from a model or a file) and its noise parameters with overrides; the
-    pretrained prior bound to ``data`` (a noise-conditioned model told a new sigma)."""
-    from .core import prior
-
-    if not isinstance(model, Noise2ScoreModel):
-        model = load_model(model)
-    if prior.is_unbound(model):
-        model, _ = prior.bind(model, _sample_planes(data, axes), sigma, gain, shape)
-    model = prior.rebind(model, sigma)
-    return model, model.noise_params(sigma=sigma, gain=gain, shape=shape)
-
-
-def bind_to_files(model: Noise2ScoreModel, paths: Sequence[str | os.PathLike],
-                  axes: str | None = None, series: int | None = None,
-                  sigma: float | None = None, gain: float | None = None,
-                  shape: float | None = None) -> tuple[Noise2ScoreModel, str | None]:
-    """The pretrained prior bound to the noise of image files (``sigma`` given, else
-    estimated on a bounded sample of all of them) and their intensity scale, with a line
-    saying so; a noise-conditioned model told ``sigma``; any other model unchanged."""
-    from .core import prior
-    from .io.lazy import open_lazy as _open
-    from .io.lazy import training_planes
-
-    if not prior.is_unbound(model):
-        return prior.rebind(model, sigma), None
-    budget = 64 * 2**20 // max(1, len(paths))
-    planes = [p for path in paths for p in training_planes(*_open(path, axes, series), budget)]
-    return prior.bind(model, planes, sigma, gain, shape)
-
-
-def _sample_planes(data, axes) -> list[np.ndarray]:
-    """A bounded sample of the 2D planes of ``data`` (numpy or dask), for the noise."""
-    from .core.stack import check_axes, check_image, to_planes
-    from .io.lazy import training_planes
-
-    if data is None:
-        raise Noise2ScoreError("the pretrained prior needs the image to find its noise")
-    if _is_dask(data):
-        return list(training_planes(data, check_axes(axes, data.ndim), max_bytes=64 * 2**20))
-    check_image(data)
-    planes = to_planes(np.asarray(data), axes)[0]
-    return list(planes[:: max(1, len(planes) // 16)])
-
-
-def _is_dask(data) -> bool:
-    return type(data).__module__.startswith("dask.")
-
-
 def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | None = None):
     """Open a TIFF, zarr or .npy image without reading its pixels: ``(dask array, axes)``;
     ``series`` chooses the image series of a TIFF that holds several."""
-    from .io.lazy import open_lazy as _open
-
     return _open(path, axes, series)
 
 
@@ -283,57 +208,16 @@ def denoise_file(
     output is still written here). ``threads`` fixes torch's threads for the run (for this
     process, or each worker): results are bit-identical for the same count.
     """
-    if client is not None:
-        from .batch import denoise_file_on_cluster
-        from .io.lazy import open_lazy as _open
+    if client is None:
+        return pipeline.denoise_file(path, model, output, axes, sigma, gain, shape, tile,
+                                     overlap, memory, progress, stop, threads, dtype, series)
+    from .batch.cluster import denoise_file_on_cluster  # lazy: distributed, clusters only
 
-        if not isinstance(model, Noise2ScoreModel):
-            model = load_model(model)
-        if model.conditioned:  # bound to the file's noise here, once
-            model, _ = _model_and_noise(model, sigma, gain, shape, *_open(path, axes, series))
-        return denoise_file_on_cluster(
-            client, path, model, output, threads=threads, progress=progress, stop=stop,
-            axes=axes, sigma=sigma, gain=gain, shape=shape, tile=tile, overlap=overlap,
-            memory=memory, dtype=dtype, series=series)
-    from .batch import torch_threads
-    from .core.tiling import TiledDenoiser
-    from .io.calibration import read_calibration
-    from .io.chunked_writer import check_output, write_planes
-    from .io.lazy import close_lazy
-    from .io.lazy import open_lazy as _open
-
-    path, output = Path(path), Path(output)
-    before = _version(path)
-    data, axes = _open(path, axes, series)
-    try:
-        model, params = _model_and_noise(model, sigma, gain, shape, data, axes)
-        out_dtype = result_dtype(dtype, data.dtype)
-        check_output(output, data.size * out_dtype.itemsize, [path])  # before the tiling
-        tiler = TiledDenoiser(model, data.shape, axes, params, tile, overlap, memory)
-        layout = tiler.layout
-        with torch_threads(threads):
-            planes = _unchanged(tiler.iter_planes(data, progress, stop), path, before)
-            return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                                layout.planes_axes, out_dtype, read_calibration(path, series))
-    finally:
-        close_lazy(data)
-
-
-def _version(path: Path) -> tuple[int, int] | None:
-    """(modification time, size) of a file, None when it is gone."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
-def _unchanged(planes, path: Path, before: tuple[int, int] | None):
-    """The planes; then InputFileError (so nothing is kept) if the input was changed,
-    truncated or deleted while it was read (a memory-mapped file may read on regardless)."""
-    from .core.errors import InputFileError
-
-    yield from planes
-    if _version(path) != before:
-        raise InputFileError(f"{path} changed while it was denoised (deleted, truncated or "
-                             "rewritten); nothing was written, run it again")
+    if not isinstance(model, Noise2ScoreModel):
+        model = load_model(model)
+    if model.conditioned:  # bound to the file's noise here, once
+        model, _ = pipeline.bound_model(model, sigma, gain, shape, *_open(path, axes, series))
+    return denoise_file_on_cluster(
+        client, path, model, output, threads=threads, progress=progress, stop=stop,
+        axes=axes, sigma=sigma, gain=gain, shape=shape, tile=tile, overlap=overlap,
+        memory=memory, dtype=dtype, series=series)

@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import re
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from .batch import DISTRIBUTE
+from ._commands import estimate_files
+from ._sample_data import SAMPLE_GAIN, SAMPLE_READ_SIGMA, clean_sample, noisy_sample
+from .batch.jobs import (
+    DISTRIBUTE,
+    DONE,
+    SKIPPED,
+    Job,
+    check_job_outputs,
+    expand_inputs,
+    is_finished,
+    plan_jobs,
+)
 from .core.config import AUTO, DEVICES, TRANSFORMS, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import MIXED_MODES, NOISE_MODELS
 from .core.stack import DTYPES
+from .export.cli import add_export_parser, run_export
+from .gui import run_gui
+from .io.files import write_tiff
+from .io.lazy import TRAIN_MAX_BYTES, close_lazy, open_lazy, training_planes
+from .io.outputs import check_location
+
+# torch-backed modules (api, pipeline, batch.run, core.training, core.inference,
+# core.blind, core.device) are imported inside the commands that use them, so that the
+# command line starts, prints its help and refuses bad usage without loading torch.
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -184,8 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--steps", type=int, help="train for this many steps instead")
     p.add_argument("--device", default="auto")
-    from .export.cli import add_export_parser
-
     add_export_parser(sub)
     p = sub.add_parser("gui", help="open napari with both widgets and FILES (or the sample)")
     p.add_argument("files", nargs="*", type=Path, help="images to open (default: the sample)")
@@ -207,8 +230,6 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _train_with_bar(images, config: TrainConfig):
-    from tqdm import tqdm
-
     from .core.training import NoiseEstimated, TrainDone, TrainNote, iter_training
 
     with tqdm(total=100, desc="training", unit="%", file=sys.stderr,
@@ -238,8 +259,6 @@ def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: b
     With ``skip_unreadable``, a file that cannot be opened is reported and left out (it
     fails again, and is counted, when denoised); the first error is raised if none opens.
     """
-    from .io.lazy import TRAIN_MAX_BYTES, close_lazy, open_lazy, training_planes
-
     images, first_error = [], None
     for path in paths:
         try:
@@ -252,7 +271,7 @@ def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: b
             if not skip_unreadable:
                 raise
             first_error = first_error or exc
-            print(f"not training on {path}: {exc}", file=sys.stderr)
+
             continue
         if planes.size < data.size:
             print(f"{path.name}: training on {planes.shape[0]} planes of {planes.shape[1]} x "
@@ -267,8 +286,6 @@ def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: b
 def _train_on_files(paths: Sequence[Path], config: TrainConfig, skip_unreadable: bool = False,
                     series: int | None = None):
     """Train on the inputs' planes (axes resolved per file), keeping the user's axes."""
-    from dataclasses import replace
-
     images = _training_images(paths, config.axes, skip_unreadable, series)
     model = _train_with_bar(images, replace(config, axes=None))
     model.config = replace(model.config, axes=config.axes)
@@ -279,7 +296,6 @@ def _tta_line(model, job, args) -> str | None:
     """Which averaging the denoising uses: for one input, what its size gives (None when
     it cannot be opened: its error, printed next, is then the only line)."""
     from .core.inference import describe_tta
-    from .io.lazy import close_lazy, open_lazy
 
     n_pixels = None
     if job is not None and model.config.tta is None and (args.overwrite
@@ -296,9 +312,7 @@ def _tta_line(model, job, args) -> str | None:
 def _denoise_files(model, jobs, args) -> None:
     """Denoise the jobs as a batch: skip finished outputs, report failures, print a summary;
     raise BatchFailed when any file failed."""
-    from tqdm import tqdm
-
-    from .batch import DONE, SKIPPED, Job, denoise_batch
+    from .batch.run import denoise_batch
 
     model = model.with_options(mixed_mode=getattr(args, "mixed_mode", None), tta=args.tta)
     model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
@@ -306,7 +320,7 @@ def _denoise_files(model, jobs, args) -> None:
     single = len(jobs) == 1
     line = _tta_line(model, jobs[0] if single else None, args)
     if line is not None:
-        print(f"denoising: {line}", file=sys.stderr)
+        print(f"denoising: {in_flag_terms(line)}", file=sys.stderr)
     tile_bars = (args.workers <= 1 or single) if args.scheduler is None else single
 
     def progress_for(job: Job):
@@ -329,7 +343,8 @@ def _denoise_files(model, jobs, args) -> None:
         elif result.status == SKIPPED:
             print(f"skipped {result.job.output} (exists; --overwrite redoes it)")
         elif not single:
-            print(f"failed {result.job.source}: {result.error}", file=sys.stderr)
+            print(f"failed {result.job.source}: {in_flag_terms(result.error)}",
+                  file=sys.stderr)
 
     summary = denoise_batch(
         jobs, model, client=args.scheduler, workers=args.workers, overwrite=args.overwrite,
@@ -361,13 +376,11 @@ def _check_batch_options(args: argparse.Namespace) -> None:
 
 
 def _pending(jobs, args) -> list:
-    from .batch import is_finished
-
     return [j for j in jobs if args.overwrite or not is_finished(j)]
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .batch import check_model_output, expand_inputs
+    from .pipeline import check_model_output
 
     config = _config(args)
     inputs = expand_inputs(args.inputs)
@@ -378,8 +391,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_denoise(args: argparse.Namespace) -> None:
-    from .api import load_model
-    from .batch import check_job_outputs, plan_jobs
+    from .pipeline import load_model
 
     _check_batch_options(args)
     jobs = plan_jobs(args.inputs, args.output, protect=[args.model])  # before any work
@@ -394,7 +406,7 @@ def cmd_denoise(args: argparse.Namespace) -> None:
 def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
     """The pretrained prior bound to the inputs' noise (given, or estimated on a bounded
     sample of all inputs) and intensity scale; a noise-conditioned model told --sigma."""
-    from .api import bind_to_files
+    from .pipeline import bind_to_files
 
     if args.noise == "gaussian" and args.sigma is None:
         raise Noise2ScoreError("--noise gaussian needs --sigma")
@@ -408,7 +420,6 @@ def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
 def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> None:
     """Find the noise parameter on a bounded sample of all inputs; print it; use it."""
     from .core.blind import MAX_PIXELS, SEARCHED, find_parameter
-    from .io.lazy import open_lazy, training_planes
 
     name = SEARCHED[model.config.noise]
     if getattr(args, name) is not None:
@@ -422,7 +433,7 @@ def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .batch import check_job_outputs, check_model_output, plan_jobs
+    from .pipeline import check_model_output
 
     config = _config(args)
     _check_batch_options(args)
@@ -445,10 +456,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_estimate(args: argparse.Namespace) -> None:
     """Each file's estimate, or its error; one failure does not stop the others."""
-    import json
-
-    from ._commands import estimate_files
-
     results = estimate_files(args.inputs, args.axes, args.series)
     failed = [(path, error) for path, _, error in results if error is not None]
     if len(results) == 1 and failed:  # one file: its error is the command's
@@ -460,19 +467,16 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         elif error is None:
             print(f"{path}: {estimate.describe()}")
         else:
-            print(f"failed {path}: {error}", file=sys.stderr)
+            print(f"failed {path}: {in_flag_terms(error)}", file=sys.stderr)
     if failed:
         names = ", ".join(str(path) for path, _ in failed)
         raise BatchFailed(f"{len(failed)} of {len(results)} files failed: {names}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from ._sample_data import SAMPLE_GAIN, SAMPLE_READ_SIGMA, clean_sample, noisy_sample
     from .api import denoise, make_config
     from .core.device import select_device
     from .core.training import check_network_fits
-    from .io.files import write_tiff
-    from .io.outputs import check_location
 
     clean = clean_sample()
     noisy = noisy_sample(clean)
@@ -503,15 +507,54 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_gui(args: argparse.Namespace) -> None:
-    from .gui import run_gui
-
     run_gui(args.files)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export.cli import run_export
-
     run_export(args)
+
+
+@functools.cache
+def _flags() -> dict[str, tuple[str, bool]]:
+    """Each option's parameter name (its dest) -> (its long flag, whether it is a switch
+    with a --no- form), over every command."""
+    flags: dict[str, tuple[str, bool]] = {}
+    parsers = [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+                continue
+            long = [o for o in action.option_strings if o.startswith("--")]
+            if long and action.dest not in ("help", "output"):
+                switch = isinstance(action, argparse.BooleanOptionalAction)
+                if switch or action.dest not in flags:  # a --no- form wins
+                    flags[action.dest] = (long[0], switch)
+    return flags
+
+
+def in_flag_terms(message: str) -> str:
+    """A library message, worded in parameter names, in this command line's flags:
+    ``axes=TZYX`` becomes ``--axes TZYX``, ``tta=False`` ``--no-tta``, and "the
+    max_steps parameter" ``--steps``; names that are not options stay as they are."""
+    flags = _flags()
+
+    def value(match: re.Match) -> str:
+        name, given = match.group(1), match.group(2)
+        if name not in flags:
+            return match.group(0)
+        flag, switch = flags[name]
+        if switch and given in ("True", "False"):
+            return flag if given == "True" else "--no-" + flag[2:]
+        return f"{flag} {given}"
+
+    def parameter(match: re.Match) -> str:
+        name = match.group(1)
+        return flags[name][0] if name in flags else match.group(0)
+
+    message = re.sub(r"\b([a-z][a-z0-9_]*)=([\w.]+)", value, message)
+    return re.sub(r"\bthe ([a-z][a-z0-9_]*) parameter\b", parameter, message)
 
 
 COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo,
@@ -527,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except Noise2ScoreError as exc:
-        print(f"napari-noise2score: error: {exc}", file=sys.stderr)
+        print(f"napari-noise2score: error: {in_flag_terms(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except MemoryError:
         print("napari-noise2score: error: out of memory", file=sys.stderr)

@@ -18,7 +18,7 @@ class InputFileError(Noise2ScoreError):
 
 
 class AxesError(Noise2ScoreError):
-    """The axes of an input cannot be inferred or do not fit it: give ``--axes``."""
+    """The axes of an input cannot be inferred or do not fit it: give the axes."""
 
 
 class OutputError(Noise2ScoreError):

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,8 +88,6 @@ def choose_start(config: TrainConfig, scale: float) -> Start:
 
 def _model_file_start(path: str, config: TrainConfig) -> Noise2ScoreModel:
     """A saved model to fine-tune, with the noise parameters of ``config``."""
-    from pathlib import Path
-
     if not Path(path).is_file():
         raise Noise2ScoreError(f"init {path!r} is none of {', '.join(map(repr, INITS))} and "
                                "no model file of that name exists")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
 
 from .errors import Cancelled, Noise2ScoreError
 from .model import Noise2ScoreModel
@@ -80,7 +81,7 @@ def describe_tta(tta: bool | None, n_pixels: int | None = None) -> str:
     mpx = TTA_AUTO_PIXELS / 1e6
     if tta is None and n_pixels is None:
         return (f"8-fold average over flips and turns for inputs up to {mpx:.1f} Mpx, one "
-                "pass per tile above (auto; --tta / --no-tta force one)")
+                "pass per tile above (auto; tta=True / tta=False force one)")
     used = resolve_tta(tta, n_pixels or 0)
     how = "8-fold average over flips and turns" if used else "one pass per tile"
     if tta is None:
@@ -203,8 +204,6 @@ def preserve_local_mean(y: np.ndarray, x: np.ndarray, radius: float = MEAN_RADIU
     mean of the data removes that drift and adds only noise averaged over ~(2 radius)^2
     pixels. The filter reaches 4 * radius pixels, well inside the default tile halo.
     """
-    from scipy.ndimage import gaussian_filter
-
     return (x + gaussian_filter((y - x).astype(np.float32), radius, mode="reflect")).astype(
         np.float32)
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import math
 import os
 from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..io.atomic import atomic_output
 from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
-from .network import ScoreUNet
+from .network import ConditionedUNet, ScoreUNet
 from .noise import NoiseParams, check_applicable
 from .score import (
     from_network_units,
@@ -30,8 +33,6 @@ FORMAT_VERSION = 1
 def build_network(config: TrainConfig) -> ScoreUNet:
     """The score network a resolved configuration describes."""
     if config.network == "conditioned":
-        from .prior import ConditionedUNet
-
         return ConditionedUNet(width=config.width, depth=config.depth,
                                unshuffle=config.unshuffle, stride=config.decorrelate or 1)
     return ScoreUNet(width=config.width, depth=config.depth, unshuffle=config.unshuffle,
@@ -48,9 +49,7 @@ def _check_finite_weights(net: ScoreUNet) -> None:
 
 def package_version() -> str:
     try:
-        from importlib.metadata import version
-
-        return version("napari-noise2score")
+        return metadata.version("napari-noise2score")
     except Exception:  # running from a source tree that is not installed
         return "unknown"
 
@@ -121,8 +120,6 @@ class Noise2ScoreModel:
     def for_noise(self, sigma: float) -> Noise2ScoreModel:
         """A copy of a noise-conditioned model for Gaussian noise of std ``sigma`` (input
         units), with its own copy of the network (whose noise channel it sets)."""
-        import copy
-
         config = replace(self.config, sigma=float(sigma)).validate()
         return replace(self, config=config, net=copy.deepcopy(self.net))
 
@@ -205,10 +202,8 @@ class Noise2ScoreModel:
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model atomically (``io.chunked_writer.atomic_output``: a temporary file
+        """Write the model atomically (``io.atomic.atomic_output``: a temporary file
         renamed when complete, with the umask's permissions; OSErrors as OutputError)."""
-        from ..io.chunked_writer import atomic_output
-
         path = Path(path)
         payload: dict[str, Any] = {
             "format": FORMAT,

@@ -31,7 +31,7 @@ class ScoreUNet(nn.Module):
     own: within a sub-image the noise is (nearly) independent again, as Tweedie's formula
     needs. It has no weights, so it only changes how the same network is applied.
 
-    ``in_channels`` > 1 widens only the first layer: the pretrained prior (``prior.py``)
+    ``in_channels`` > 1 widens only the first layer: the pretrained prior (``ConditionedUNet``)
     appends a noise-level channel inside ``_unet``; ``forward`` still takes one channel.
     """
 
@@ -90,3 +90,36 @@ class ScoreUNet(nn.Module):
         for i in reversed(range(self.depth)):
             h = self.merge[i](torch.cat([self.up[i](h), skips[i]], dim=1))
         return self.shuffle(self.tail(h))
+
+
+#: The noise channel of a ConditionedUNet holds tau / COND_REF (values of order 1).
+COND_REF = 0.1
+
+
+class ConditionedUNet(ScoreUNet):
+    """A ScoreUNet whose input gains a noise-level channel and whose residual is tau * output.
+
+    ``tau`` (set with ``set_tau``: a number, or one value per batch item) is the total noise
+    std of the input in scaled intensities. It is a non-persistent buffer: a model file
+    stores the weights, and the noise the model denoises sets tau when it is built.
+    """
+
+    def __init__(self, width: int = 24, depth: int = 3, unshuffle: int = 2,
+                 stride: int = 1) -> None:
+        super().__init__(width, depth, unshuffle, stride, in_channels=2)
+        self.register_buffer("tau", torch.full((1, 1, 1, 1), 0.1), persistent=False)
+
+    def set_tau(self, tau: float | torch.Tensor) -> ConditionedUNet:
+        t = torch.as_tensor(tau, dtype=torch.float32, device=self.tau.device)
+        self.tau = t.reshape(-1, 1, 1, 1)
+        return self
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        tau = self.tau.to(x.dtype)
+        if tau.shape[0] not in (1, x.shape[0]):
+            raise ValueError("one tau per batch item, or one for all")
+        cond = (tau / COND_REF).expand(x.shape[0], 1, *x.shape[-2:])
+        inp = torch.cat([x, cond], dim=1)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        return super()._unet(inp) * tau

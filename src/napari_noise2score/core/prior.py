@@ -15,16 +15,23 @@ rest with one line (``PriorRangeError``).
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .config import AUTO, TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
-from .network import ScoreUNet
+from .estimation import estimate_noise
+from .model import Noise2ScoreModel, package_version
+from .network import COND_REF as COND_REF  # the noise channel's unit, also here
+from .network import ConditionedUNet
+from .score import to_network_units
+from .stack import intensity_scale
 
 PRIOR_FORMAT = "napari-noise2score-prior"
 PRIOR_FILE = Path(__file__).resolve().parent.parent / "weights" / "prior_gaussian.pt"
@@ -35,42 +42,11 @@ TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
 #: How a refusal ends (dropped where training falls back to scratch by itself).
-HINT = ": train a model from scratch instead (--init scratch)"
-#: The noise channel holds tau / COND_REF (values of order 1).
-COND_REF = 0.1
+HINT = ": train a model from scratch instead (init=scratch)"
 
 
 class PriorRangeError(Noise2ScoreError):
     """Noise the pretrained prior was not trained for."""
-
-
-class ConditionedUNet(ScoreUNet):
-    """A ScoreUNet whose input gains a noise-level channel and whose residual is tau * output.
-
-    ``tau`` (set with ``set_tau``: a number, or one value per batch item) is the total noise
-    std of the input in scaled intensities. It is a non-persistent buffer: a model file
-    stores the weights, and the noise the model denoises sets tau when it is built.
-    """
-
-    def __init__(self, width: int = 24, depth: int = 3, unshuffle: int = 2,
-                 stride: int = 1) -> None:
-        super().__init__(width, depth, unshuffle, stride, in_channels=2)
-        self.register_buffer("tau", torch.full((1, 1, 1, 1), 0.1), persistent=False)
-
-    def set_tau(self, tau: float | torch.Tensor) -> ConditionedUNet:
-        t = torch.as_tensor(tau, dtype=torch.float32, device=self.tau.device)
-        self.tau = t.reshape(-1, 1, 1, 1)
-        return self
-
-    def _unet(self, x: torch.Tensor) -> torch.Tensor:
-        tau = self.tau.to(x.dtype)
-        if tau.shape[0] not in (1, x.shape[0]):
-            raise ValueError("one tau per batch item, or one for all")
-        cond = (tau / COND_REF).expand(x.shape[0], 1, *x.shape[-2:])
-        inp = torch.cat([x, cond], dim=1)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            inp = inp.contiguous(memory_format=torch.channels_last)
-        return super()._unet(inp) * tau
 
 
 def conditioned_loss(
@@ -164,8 +140,6 @@ def psnr(clean: np.ndarray, estimate: np.ndarray, peak: float = 255.0) -> float:
 def prior_config(sigma: float, scale: float, arch: dict[str, int] | None = None, **options):
     """The TrainConfig of a model built on the prior's network for Gaussian noise ``sigma``
     (input units) on data of intensity ``scale``; refuses noise outside the prior's range."""
-    from .config import TrainConfig
-
     check_noise_std(sigma / scale)
     arch = arch or PRIOR_ARCH
     values = {"noise": "gaussian", "sigma": float(sigma), "network": "conditioned",
@@ -177,8 +151,6 @@ def model_from_net(net: ConditionedUNet, sigma: float, scale: float, steps: int 
                    seconds: float = 0.0, **options):
     """A Noise2ScoreModel denoising Gaussian noise ``sigma`` (input units) with ``net``
     queried at the data's own noise std (no final perturbation)."""
-    from .model import Noise2ScoreModel, package_version
-
     arch = {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
     config = prior_config(sigma, scale, arch, **options)
     model = Noise2ScoreModel(config=config, net=net, scale=float(scale), final_sigma_a=0.0,
@@ -199,10 +171,6 @@ def anscombe_model(config, scale: float, **options):
     """The shipped prior as a ready model for the Anscombe route of ``config``
     (Poisson-type noise; Gaussian noise of std 1 after the transform, ``scale`` the
     transformed planes' intensity scale)."""
-    from dataclasses import replace
-
-    from .model import Noise2ScoreModel, package_version
-
     check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
     prior = load_prior()
     cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1,
@@ -220,9 +188,6 @@ PRETRAINED = "pretrained"
 def unbound_model(device: str = "cpu"):
     """The shipped prior as a model whose noise is not known yet (``noise="auto"``): bind it
     to the data with ``bind`` before denoising."""
-    from .config import AUTO, TrainConfig
-    from .model import Noise2ScoreModel, package_version
-
     prior = load_prior()
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
                          **prior.arch).validate()
@@ -243,13 +208,6 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
     noise ``sigma``, or Poisson-type noise of ``gain`` (read noise ``sigma``) on the Anscombe
     route (input units; estimated from the planes when neither is given), at the planes'
     intensity scale. Returns (model, a line saying what noise it denoises)."""
-    import copy
-
-    from .config import TrainConfig
-    from .estimation import estimate_noise
-    from .score import to_network_units
-    from .stack import intensity_scale
-
     if shape is not None:
         check_noise_model("gamma")
     how, noise = "given", None

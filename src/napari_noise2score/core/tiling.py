@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+import dask.array as da
 import numpy as np
+import psutil
+import torch
 
-from .errors import Cancelled, InputFileError, Noise2ScoreError
+from .errors import Cancelled, Noise2ScoreError
 from .inference import (
     ProgressFn,
     StopFn,
@@ -23,6 +25,7 @@ from .inference import (
     resolve_tta,
     scaled_noise,
 )
+from .layout import PlaneLayout, read_window
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams
@@ -53,54 +56,12 @@ def choose_tile(net: ScoreUNet, overlap: int, memory: int | None = None) -> int:
     if memory is None:
         device = next(net.parameters()).device
         if device.type == "cuda":
-            import torch
-
             memory = torch.cuda.mem_get_info(device)[0] // 4
         else:
-            import psutil
-
             memory = min(psutil.virtual_memory().available // 4, TILE_MEMORY_CAP)
     m = net.multiple
     side = int(math.sqrt(max(memory, 0) / _bytes_per_pixel(net))) - 2 * overlap
     return int(min(max(side // m * m, 4 * m), MAX_TILE))
-
-
-@dataclass(frozen=True)
-class PlaneLayout:
-    """How an nD array splits into 2D planes: the stack axes first, then Y and X."""
-
-    shape: tuple[int, ...]
-    axes: str
-
-    @property
-    def order(self) -> list[int]:
-        a = self.axes
-        return [i for i, c in enumerate(a) if c not in "YX"] + [a.index("Y"), a.index("X")]
-
-    @property
-    def stack_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.order[:-2])
-
-    @property
-    def plane_shape(self) -> tuple[int, int]:
-        return self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
-
-    @property
-    def planes_axes(self) -> str:
-        """Axes of the output written plane by plane (stack axes, then YX)."""
-        return "".join(self.axes[i] for i in self.order)
-
-    def plane_indices(self) -> Iterator[tuple[int, ...]]:
-        """Stack indices of every plane, in C order."""
-        yield from np.ndindex(*self.stack_shape) if self.stack_shape else iter([()])
-
-    def source_index(self, stack_index: tuple[int, ...], ys: slice, xs: slice) -> tuple:
-        """The index into the source array for one plane's (ys, xs) window."""
-        index: list[int | slice] = [0] * len(self.shape)
-        for axis, i in zip(self.order[:-2], stack_index, strict=True):
-            index[axis] = i
-        index[self.axes.index("Y")], index[self.axes.index("X")] = ys, xs
-        return tuple(index)
 
 
 #: More tiles than this in one plane are refused before the grid is made (it would fill the
@@ -112,22 +73,6 @@ def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, i
     """Core windows (y0, y1, x0, x1) covering a plane; starts are multiples of ``tile``."""
     return [(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
             for y0 in range(0, height, tile) for x0 in range(0, width, tile)]
-
-
-def read_window(source, index: tuple, transpose: bool) -> np.ndarray:
-    """Read one 2D window (Y, X) from an array-like; read failures become InputFileError."""
-    try:
-        block = source[index]
-        if hasattr(block, "compute"):
-            block = block.compute(scheduler="synchronous")
-        block = np.asarray(block)
-    except Noise2ScoreError:
-        raise
-    except Exception as exc:
-        raise InputFileError(
-            f"cannot read the input (truncated or corrupt?): {type(exc).__name__}: {exc}"
-        ) from None
-    return block.T if transpose else block
 
 
 class TiledDenoiser:
@@ -213,8 +158,6 @@ class TiledDenoiser:
     def as_dask(self, source):
         """A lazy dask array in the source's layout: each chunk (one tile of one plane) is
         denoised only when computed, e.g. when napari shows it."""
-        import dask.array as da
-
         layout = self.layout
         chunks = []
         for axis, size in enumerate(layout.shape):

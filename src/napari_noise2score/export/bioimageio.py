@@ -20,11 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 import torch
+from PIL import Image
 
+from .._sample_data import clean_sample
 from ..core.errors import ExportError, ModelFileError
+from ..core.inference import MEAN_RADIUS, default_overlap, denoise_array
 from ..core.model import Noise2ScoreModel, package_version
-from .torchscript import build_denoiser, check_exportable
+from ..core.noise import simulate
+from ..core.stack import check_image, to_planes
+from ..io.atomic import atomic_output
+from ..io.outputs import check_location
+from ._compat import patch_file_serializer
+from .torchscript import TRUNCATE, build_denoiser, check_exportable, denoiser_spec
 
 #: The key of this plugin's block in the package's ``config``.
 CONFIG_KEY = "napari_noise2score"
@@ -47,8 +56,6 @@ def require_bioimageio() -> None:
     except ImportError:
         raise ExportError("bioimage.io packages need bioimageio.spec and bioimageio.core: "
                           f"{INSTALL_HINT}") from None
-    from ._compat import patch_file_serializer
-
     patch_file_serializer()
 
 
@@ -65,8 +72,6 @@ def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[
     without one, the plugin's synthetic sample brought to the model's intensities with its
     noise model simulated on it.
     """
-    from ..core.stack import check_image, to_planes
-
     if image is not None:
         image = np.asarray(image)
         check_image(image)
@@ -75,9 +80,6 @@ def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[
         plane = to_planes(image, axes)[0][0]
         source = f"the centre of the first plane of the given image (shape {image.shape})"
     else:
-        from .._sample_data import clean_sample
-        from ..core.noise import simulate
-
         clean = clean_sample((1, 128, 128))[0].astype(np.float64)
         clean = 0.5 * _input_scale(model) * clean / clean.max()
         plane = simulate(clean, model.noise_params(), seed=0) + model.config.offset
@@ -109,8 +111,6 @@ def _weights_bytes(model: Noise2ScoreModel) -> int:
 
 
 def _plugin_denoise(model: Noise2ScoreModel, plane: np.ndarray) -> np.ndarray:
-    from ..core.inference import denoise_array
-
     return denoise_array(model.with_options(tta=False), plane)
 
 
@@ -120,8 +120,6 @@ def _tolerance(reference: np.ndarray) -> float:
 
 def _cover(noisy: np.ndarray, denoised: np.ndarray, path: Path) -> None:
     """Noisy | denoised side by side (2:1), both with the noisy image's 1-99.8 % range."""
-    from PIL import Image
-
     lo, hi = np.percentile(noisy, [1, 99.8])
     scale = 255.0 / max(float(hi - lo), 1e-12)
 
@@ -205,9 +203,6 @@ _PARAM_NAMES = {"sigma": "sigma (Gaussian std; read noise for poisson-gaussian)"
 def halo_px(model: Noise2ScoreModel) -> int:
     """Pixels a tile needs around it for the whole-image result: the network's receptive
     field (``core.inference.default_overlap``) plus the local-mean filter's reach."""
-    from ..core.inference import MEAN_RADIUS, default_overlap
-    from .torchscript import TRUNCATE
-
     return default_overlap(model.net) + int(TRUNCATE * MEAN_RADIUS + 0.5)
 
 
@@ -230,7 +225,6 @@ def export_package(
     module disagrees with the plugin's own denoising of the test image.
     """
     require_bioimageio()
-    from ..io.outputs import check_location
 
     path = Path(path)
     if not is_package(path):
@@ -274,7 +268,6 @@ def export_package(
                 from None
         zipped = tmp / "package.zip"
         _save(descr, zipped, validate)
-        from ..io.chunked_writer import atomic_output
 
         with atomic_output(path) as target:
             shutil.copyfile(zipped, target)
@@ -285,8 +278,6 @@ def _describe(model: Noise2ScoreModel, tmp: Path, name: str, description: str,
               authors: Sequence[str] | None, license: str, data_text: str, tta: bool):
     """The package's ModelDescr (bioimageio.spec 0.5)."""
     from bioimageio.spec.model import v0_5 as m
-
-    from .torchscript import denoiser_spec
 
     spec = denoiser_spec(model, tta)
     multiple = int(spec["stride"] * spec["unshuffle"] * 2 ** spec["depth"])
@@ -342,8 +333,6 @@ def _describe(model: Noise2ScoreModel, tmp: Path, name: str, description: str,
 
 
 def _write_tiff(path: Path, plane: np.ndarray) -> None:
-    import tifffile
-
     tifffile.imwrite(path, np.asarray(plane, np.float32))
 
 

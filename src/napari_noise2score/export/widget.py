@@ -6,6 +6,8 @@ import os
 from typing import Any
 
 from ..core.model import Noise2ScoreModel
+from ..core.stack import check_axes
+from ..io.lazy import training_planes
 from .bioimageio import TEST_SIZE, export_package
 
 
@@ -15,9 +17,6 @@ def export_from_viewer(viewer: Any, model: Noise2ScoreModel, path: str | os.Path
     (one plane, at most TEST_SIZE pixels on a side, read even from a lazy layer)."""
     image, data_text = None, None
     if layer_name is not None and layer_name in viewer.layers:
-        from ..core.stack import check_axes
-        from ..io.lazy import training_planes
-
         layer = viewer.layers[layer_name]
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         axes = model.config.axes if model.config.axes and \

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import TIFF_SUFFIXES
+from .lazy import series_index
 
 #: ImageJ metadata that describes the sampling (kept); the rest (ranges, LUTs...) is not.
 IMAGEJ_KEYS = ("spacing", "unit", "finterval")
@@ -41,9 +42,7 @@ class Calibration:
 
 def read_calibration(path: str | os.PathLike, series: int | None = None) -> Calibration:
     """The calibration of a TIFF's chosen series (an empty one for other files)."""
-    import tifffile
-
-    from .lazy import series_index
+    import tifffile  # lazy, as in io.lazy: not at the command line's start
 
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import Noise2ScoreError
+from ..core.errors import Noise2ScoreError, OutputError
+from .atomic import atomic_output
+from .outputs import refuse_inputs
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -76,10 +78,8 @@ def _read_plain(path: Path) -> np.ndarray:
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:
     """Write ``data`` as TIFF (BigTIFF above 2 GiB) via a temporary file renamed when
-    complete (``chunked_writer.atomic_output``)."""
+    complete (``io.atomic.atomic_output``)."""
     import tifffile
-
-    from .chunked_writer import atomic_output
 
     path = Path(path)
     with atomic_output(path) as tmp:
@@ -91,9 +91,6 @@ def output_paths(inputs: list[Path], out: Path, protect: Iterable[Path] = ()) ->
     """Output paths: ``out`` itself for one input when it names a .tif/.tiff/.zarr, else
     out/NAME.tif. An output that would overwrite its input or one of ``protect`` (e.g. the
     model file) raises OutputError, and so does a file name of another image format."""
-    from ..core.errors import OutputError
-    from .outputs import refuse_inputs
-
     suffix = out.suffix.lower()
     if len(inputs) == 1 and suffix in TIFF_SUFFIXES + (".zarr",) and not (
             out.is_dir() and suffix != ".zarr"):

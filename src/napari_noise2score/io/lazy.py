@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AxesError, InputFileError, Noise2ScoreError
+from ..core.layout import PlaneLayout, read_window
 from ..core.stack import AXIS_LETTERS, check_axes
 from .files import TIFF_SUFFIXES, read_image
 
@@ -49,18 +50,19 @@ def resolve_axes(file_axes: str, ndim: int, given: str | None, path: Path) -> st
     file_axes = file_axes.upper()
     if len(file_axes) != ndim or "Y" not in file_axes or "X" not in file_axes:
         raise AxesError(f"cannot infer the axes of {path.name} (shape of {ndim} dimensions, "
-                        f"file axes {file_axes!r}); give them with --axes, e.g. --axes TZYX")
+                        f"file axes {file_axes!r}); give the axes, e.g. axes=TZYX")
     unnamed = [i for i, a in enumerate(file_axes) if a not in _NAMED]
     if len(unnamed) > 1:
         raise AxesError(
             f"cannot infer the axes of {path.name}: its metadata names them {file_axes!r} "
-            f"({len(unnamed)} unnamed); give them with --axes, e.g. --axes TZYX")
+            f"({len(unnamed)} unnamed); give the axes, e.g. axes=TZYX")
     axes = list(file_axes)
     for i in unnamed:
         axes[i] = next(a for a in "TZCQ" if a not in file_axes)
     result = "".join(axes)
     if len(set(result)) != len(result) or set(result) - set(AXIS_LETTERS):
-        raise AxesError(f"cannot infer the axes of {path.name} ({file_axes!r}); give --axes")
+        raise AxesError(f"cannot infer the axes of {path.name} ({file_axes!r}); give the axes "
+                        "parameter")
     return result
 
 
@@ -90,7 +92,7 @@ def series_index(tif, series: int | None, path: Path) -> int:
     if series is None and len(found) > 1:
         names = ", ".join(f"{i}: {tuple(s.shape)} {s.axes}" for i, s in enumerate(found))
         raise InputFileError(f"{path.name} holds {len(found)} image series ({names}); choose "
-                             f"one with --series N")
+                             f"one with series=N")
     index = 0 if series is None else series
     if not 0 <= index < len(found):
         raise InputFileError(f"{path.name} has no series {index}: it holds {len(found)} "
@@ -224,8 +226,6 @@ def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.nda
     of each chosen plane that fits. Reading a huge file whole to train is never needed: a
     few planes hold millions of patches.
     """
-    from ..core.tiling import PlaneLayout, read_window
-
     layout = PlaneLayout(tuple(data.shape), axes)
     h, w = layout.plane_shape
     n_planes = int(np.prod(layout.stack_shape)) if layout.stack_shape else 1
