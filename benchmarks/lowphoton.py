@@ -188,6 +188,10 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
             took = time.perf_counter() - t0
         modes = MIXED_MODES[:2] if route == "none" else ("",)
         score_model(model, group, took, f"n2s {route}", rows, modes)
+    for init in args.inits:
+        t0 = time.perf_counter()
+        model = train(group.noisy, noise="auto", init=init, seed=args.seed, **budget(args))
+        score_model(model, group, time.perf_counter() - t0, f"n2s init={init}", rows, ("",))
     for row, noisy, clean in zip(rows, group.noisy, group.clean, strict=True):
         t0 = time.perf_counter()
         bm = peer_bm3d(noisy, cfg)
@@ -261,6 +265,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kinds", default=",".join(KINDS), help=f"comma list of {', '.join(KINDS)}")
     p.add_argument("--routes", default="",
                    help=f"also train and score these routes: comma list of {', '.join(ROUTES)}")
+    p.add_argument("--inits", default="",
+                   help="also train and score models started from these inits (comma list: "
+                   "scratch, pretrained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--groups", type=int, help="only the first N models of each kind (smoke tests)")
     p.add_argument("--only", default="", help="only these models, by name (comma list: "
@@ -270,6 +277,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.kinds = [k for k in args.kinds.split(",") if k]
     args.routes = [r for r in args.routes.split(",") if r]
+    args.inits = [r for r in args.inits.split(",") if r]
     args.only = [n for n in args.only.split(",") if n]
     bad = [k for k in args.kinds if k not in KINDS] + [r for r in args.routes if r not in ROUTES]
     if bad or not args.kinds:

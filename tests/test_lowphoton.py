@@ -107,3 +107,48 @@ def test_clipping_at_0_and_255_and_an_empty_background():
     assert psnr(expected, out) > psnr(expected, noisy) + 6.0
     background = clean == 0
     assert abs(float(np.mean(out[background] - expected[background]))) < 1.0
+
+
+def test_transformed_variance_and_the_dither_that_completes_it():
+    """After the transform the noise variance is 1 from a few photons up, far less at zero
+    photons with little read noise; the dither's std makes up the difference."""
+    from napari_noise2score.core import dither
+
+    v = dither.transformed_variance(np.array([0.0, 0.5, 2.0, 11.0]), 0.02)
+    assert v[0] < 0.01 and 0.3 < v[1] < 0.6 and 0.85 < v[2] < 1.0 and abs(v[3] - 1) < 0.01
+    dark = gat_forward(np.full((32, 32), 4.0), 21.0, 0.4, 4.0)  # a photomultiplier's dark level
+    bright = gat_forward(np.full((32, 32), 4.0 + 21.0 * 30), 21.0, 0.4, 4.0)
+    assert np.all(dither.deficit_std(dark, 21.0, 0.4) > 0.95)
+    assert np.all(dither.deficit_std(bright, 21.0, 0.4) == 0)
+    noisy, _ = two_photon_like(clean_sample((1, 64, 64), seed=0), seed=1)  # read noise 11
+    assert not dither.needed([gat_forward(noisy[0], GAIN, READ, OFFSET)], GAIN, READ)
+
+
+@pytest.fixture(scope="module")
+def photomultiplier():
+    """A photomultiplier-like 8-bit confocal capture: a few photons per pixel at most, each
+    a broad amplitude (Gamma, mean 21 grey levels: 31.5 grey levels of variance per mean), no
+    read noise to speak of, dark level 4: over half the pixels sit exactly at it."""
+    clean = clean_sample((1, 192, 192), seed=2) - 8.0
+    noisy, expected = two_photon_like(clean, photons=12.0, gain=21.0, read=0.4, offset=4.0,
+                                      spread=2.0, seed=5)
+    assert np.mean(noisy == 4) > 0.5
+    return noisy, expected
+
+
+def test_training_on_a_dark_point_mass_does_not_collapse(photomultiplier, monkeypatch):
+    """Without the dither, fine-tuning the prior on such a capture loses dB against the prior
+    itself (the score learns the point mass); with it, it does not."""
+    from napari_noise2score.core import dither
+
+    noisy, expected = photomultiplier
+    options = dict(noise="poisson-gaussian", gain=31.5, sigma=0.4, offset=4.0, device="cpu",
+                   max_seconds=None, tta=False)
+    start = train(noisy, max_steps=1, **options)
+    assert start.config.transform == "anscombe" and start.config.network == "conditioned"
+    prior = psnr(expected, denoise(noisy, start))
+    result = psnr(expected, denoise(noisy, train(noisy, max_steps=60, **options)))
+    assert result > psnr(expected, noisy) + 3.0 and result > prior - 0.3
+    monkeypatch.setattr(dither, "ENABLED", False)
+    undithered = psnr(expected, denoise(noisy, train(noisy, max_steps=60, **options)))
+    assert undithered < result - 1.0

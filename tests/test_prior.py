@@ -93,7 +93,7 @@ def test_load_model_pretrained_binds_to_the_data(case):
 @pytest.mark.parametrize("options, match", [
     (dict(sigma=200.0), r"outside the prior's range \(5 to 75 / 255\)"),
     (dict(sigma=0.5), r"outside the prior's range"),
-    (dict(gain=2.0), r"poisson noise is outside the prior's range"),
+    (dict(shape=5.0), r"gamma noise is outside the prior's range"),
 ])
 def test_prior_refuses_noise_outside_its_range(case, options, match):
     _, noisy = case
@@ -105,12 +105,16 @@ def test_prior_refuses_noise_outside_its_range(case, options, match):
 def test_init_pretrained_refuses_and_auto_falls_back_to_scratch(case):
     _, noisy = case
     counts = np.random.default_rng(0).poisson(20.0, (1, 64, 64)).astype(np.float32)
-    config = api.make_config(noise="poisson", gain=1.0, init="pretrained", max_steps=2, **FAST)
+    counts_route = dict(noise="poisson", gain=1.0, transform="none", max_steps=2, **FAST)
+    config = api.make_config(init="pretrained", **counts_route)
     with pytest.raises(P.PriorRangeError, match="outside the prior's range"):
         list(iter_training(counts, config))
-    config = api.make_config(noise="poisson", gain=1.0, max_steps=2, **FAST)
+    config = api.make_config(**counts_route)
     notes = [u.text for u in iter_training(counts, config) if isinstance(u, TrainNote)]
     assert notes[0].startswith("training from scratch: poisson noise is outside")
+    config = api.make_config(noise="poisson", gain=1.0, max_steps=2, **FAST)  # Anscombe route
+    notes = [u.text for u in iter_training(counts, config) if isinstance(u, TrainNote)]
+    assert notes[0].startswith("fine-tuning the pretrained prior")
     updates = finetune(noisy, max_steps=2, init="scratch")
     assert [u.text for u in updates if isinstance(u, TrainNote)] == [
         "training from scratch (as asked)"]

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import dither
 from . import prior as P
 from .config import AUTO, INITS, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .model import Noise2ScoreModel
-from .score import score_from_residual, training_domain
+from .score import score_from_residual, to_network_units, training_domain
 
 #: Fine-tuning learning rate over the configured (from-scratch) one.
 LR_FACTOR = 0.2
@@ -67,12 +68,15 @@ def choose_start(config: TrainConfig, scale: float) -> Start:
                                        + "): give no network size, or use init 'scratch'")
             return Start("scratch", "training from scratch (a network size was given)", None)
         try:
-            P.check_noise_model(config.noise)
+            P.check_noise_model(config.noise, config.anscombe)
             if (config.decorrelate or 1) > 1:
                 raise P.PriorRangeError("correlated noise is outside the prior's range "
-                                        f"(independent Gaussian noise only){P.HINT}")
-            model = P.pretrained_model(config.sigma, scale, tta=config.tta, axes=config.axes,
-                                       offset=config.offset)
+                                        f"(independent noise only){P.HINT}")
+            if config.anscombe:
+                model = P.anscombe_model(config, scale)
+            else:
+                model = P.pretrained_model(config.sigma, scale, tta=config.tta,
+                                           axes=config.axes, offset=config.offset)
         except P.PriorRangeError as exc:
             if init == "pretrained":
                 raise
@@ -107,18 +111,18 @@ def split_holdout(planes: Sequence[np.ndarray], patch: int) -> tuple[list, list]
     (then the criterion is not held out, only its perturbations are fresh)."""
     train, held = [], []
     for p in planes:
-        if p.shape[0] >= 4 * patch and p.shape[1] >= patch:
-            train.append(p[:-patch])
-            strip = p[-patch:]
-            held += [strip[:, x:x + patch] for x in range(0, p.shape[1] - patch + 1, patch)]
+        if p.shape[-2] >= 4 * patch and p.shape[-1] >= patch:
+            train.append(p[..., :-patch, :])
+            strip = p[..., -patch:, :]
+            held += [strip[..., x:x + patch] for x in range(0, p.shape[-1] - patch + 1, patch)]
         else:
             train.append(p)
     if not held:
         rng = np.random.default_rng(1)
         for _ in range(VAL_PATCHES):
             p = train[rng.integers(len(train))]
-            y, x = rng.integers(p.shape[0] - patch + 1), rng.integers(p.shape[1] - patch + 1)
-            held.append(p[y:y + patch, x:x + patch])
+            y, x = rng.integers(p.shape[-2] - patch + 1), rng.integers(p.shape[-1] - patch + 1)
+            held.append(p[..., y:y + patch, x:x + patch])
     step = max(1, len(held) // VAL_PATCHES)
     return train, held[::step][:VAL_PATCHES]
 
@@ -130,8 +134,10 @@ class Criterion:
     def __init__(self, model: Noise2ScoreModel, patches: Sequence[np.ndarray],
                  device: torch.device) -> None:
         self.model = model
-        y = torch.from_numpy(np.stack(patches)[:, None].astype(np.float32))
-        u = torch.randn(y.shape, generator=torch.Generator().manual_seed(12345))
+        y = np.stack(patches).astype(np.float32)
+        gen = torch.Generator().manual_seed(12345)
+        y = dither.apply(torch.from_numpy(y[:, None] if y.ndim == 3 else y), gen)
+        u = torch.randn(y.shape, generator=gen)
         self.y, self.u = torch.cat([y, y]).to(device), torch.cat([u, -u]).to(device)
 
     @torch.no_grad()
@@ -171,7 +177,12 @@ def iter_finetune(
     device = select_device(config.device)
     model = start.to(device)
     net = copy.deepcopy(model.net).to(device)
-    planes = [model.to_scaled(p) for s in stacks for p in s]
+    if model.config.anscombe and dither.ENABLED:
+        cfg0 = model.config
+        planes = dither.with_dither([to_network_units(cfg0, p) for s in stacks for p in s],
+                                    cfg0.gain, cfg0.sigma or 0.0, model.scale)
+    else:
+        planes = [model.to_scaled(p) for s in stacks for p in s]
     patch = choose_patch(stacks, config.patch_size, net)
     train_planes, held = split_holdout(planes, patch)
     sampler = PatchSampler(train_planes, patch, config.seed)
@@ -196,7 +207,7 @@ def iter_finetune(
         ramp = min(1.0, (fraction + 1e-3) / WARMUP)
         for group in optimiser.param_groups:
             group["lr"] = lr0 * ramp * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
-        y = torch.from_numpy(sampler.sample(half))
+        y = dither.apply(torch.from_numpy(sampler.sample(half)), gen)
         u = torch.randn(y.shape, generator=gen)
         ratio = torch.from_numpy(rng.uniform(lo, hi, half).astype(np.float32))
         loss = step_loss(model, net, torch.cat([y, y]).to(device), torch.cat([u, -u]).to(device),

@@ -109,7 +109,7 @@ class Noise2ScoreModel:
     def __post_init__(self) -> None:
         """A noise-conditioned network is told the noise std it denoises at: the data's
         (the model's sigma) plus the final perturbation (``prior.py``)."""
-        if hasattr(self.net, "set_tau") and self.config.sigma:
+        if hasattr(self.net, "set_tau") and (self.config.sigma or self.config.anscombe):
             domain, noise_w = training_domain(self.config, self.scale)
             self.net.set_tau(math.hypot(noise_w.sigma, self.final_sigma_a) * domain)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .estimation import estimate_noise
 from .model import Noise2ScoreModel, package_version
 from .network import COND_REF as COND_REF  # the noise channel's unit, also here
 from .network import ConditionedUNet
+from .score import to_network_units
 from .stack import intensity_scale
 
 PRIOR_FORMAT = "napari-noise2score-prior"
@@ -75,9 +76,10 @@ def check_noise_std(tau: float, what: str = "the noise std") -> float:
     return tau
 
 
-def check_noise_model(noise: str) -> None:
-    """Refuse, in one line, any noise model the prior does not serve."""
-    if noise != "gaussian":
+def check_noise_model(noise: str, anscombe: bool = False) -> None:
+    """Refuse, in one line, any noise model the prior does not serve (Poisson-type noise is
+    served on the Anscombe route: Gaussian noise of std 1 after the transform)."""
+    if noise != "gaussian" and not anscombe:
         raise PriorRangeError(
             f"{noise} noise is outside the prior's range (Gaussian noise only){HINT}")
 
@@ -165,6 +167,20 @@ def pretrained_model(sigma: float, scale: float = 255.0, device: str = "cpu", **
     return model
 
 
+def anscombe_model(config, scale: float, **options):
+    """The shipped prior as a ready model for the Anscombe route of ``config``
+    (Poisson-type noise; Gaussian noise of std 1 after the transform, ``scale`` the
+    transformed planes' intensity scale)."""
+    check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
+    prior = load_prior()
+    cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1,
+                  **prior.arch, **options).validate()
+    return Noise2ScoreModel(config=cfg, net=prior.network(), scale=float(scale),
+                            final_sigma_a=0.0, steps=int(prior.provenance.get("steps", 0)),
+                            seconds=float(prior.provenance.get("seconds", 0.0)),
+                            version=package_version())
+
+
 #: The name that stands for the shipped prior wherever a model file is asked for.
 PRETRAINED = "pretrained"
 
@@ -187,22 +203,40 @@ def is_unbound(model) -> bool:
 
 
 def bind(model, planes, sigma: float | None = None, gain: float | None = None,
-         shape: float | None = None):
+         shape: float | None = None, offset: float = 0.0):
     """The prior ``model`` ready for the data ``planes`` (a sample of 2D planes): Gaussian
-    noise ``sigma`` (input units; estimated from the planes when None) at the planes'
+    noise ``sigma``, or Poisson-type noise of ``gain`` (read noise ``sigma``) on the Anscombe
+    route (input units; estimated from the planes when neither is given), at the planes'
     intensity scale. Returns (model, a line saying what noise it denoises)."""
-    if gain is not None or shape is not None:
-        check_noise_model("poisson" if gain is not None else "gamma")
-    how = "given"
-    if sigma is None:
+    if shape is not None:
+        check_noise_model("gamma")
+    how, noise = "given", None
+    if gain is not None:
+        noise = {"noise": "poisson-gaussian" if sigma else "poisson", "gain": float(gain),
+                 "sigma": float(sigma) if sigma else None, "offset": float(offset)}
+    elif sigma is None:
         estimate = estimate_noise([np.asarray(p)[None] for p in planes])
-        check_noise_model(estimate.model)
         if estimate.stride > 1:
             raise PriorRangeError("correlated noise is outside the prior's range (independent "
-                                  f"Gaussian noise only){HINT}")
-        sigma, how = float(estimate.sigma), "estimated"
-    scale = intensity_scale(list(planes))
+                                  f"noise only){HINT}")
+        check_noise_model(estimate.model, anscombe=estimate.model.startswith("poisson"))
+        how = "estimated"
+        if estimate.model == "gaussian":
+            sigma = float(estimate.sigma)
+        else:
+            noise = {"noise": estimate.model, "gain": float(estimate.gain),
+                     "sigma": estimate.sigma, "offset": float(estimate.offset)}
     options = {"tta": model.config.tta, "mixed_mode": model.config.mixed_mode}
+    if noise is not None:
+        config = TrainConfig(**noise, transform="anscombe", **options).validate()
+        scale = intensity_scale([to_network_units(config, np.asarray(p)) for p in planes])
+        bound = anscombe_model(config, scale)
+        bound.net = copy.deepcopy(model.net)
+        bound.net.set_tau(1.0 / scale)
+        read = f", read noise {noise['sigma']:.4g}" if noise["sigma"] else ""
+        return bound, (f"pretrained prior: {noise['noise']} noise, gain {noise['gain']:.4g}"
+                       f"{read}, offset {noise['offset']:.4g} ({how}; Anscombe route)")
+    scale = intensity_scale(list(planes))
     bound = model_from_net(copy.deepcopy(model.net), sigma, scale, model.steps, model.seconds,
                            **options)
     return bound, f"pretrained prior: Gaussian noise sigma = {sigma:.4g} ({how})"
@@ -210,7 +244,8 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
 
 def rebind(model, sigma: float | None):
     """A noise-conditioned ``model`` for another Gaussian ``sigma`` (None: unchanged)."""
-    if sigma is None or not model.conditioned or sigma == model.config.sigma:
+    if (sigma is None or not model.conditioned or model.config.anscombe
+            or sigma == model.config.sigma):
         return model
     check_noise_std(sigma / model.scale)
     return model.for_noise(sigma)

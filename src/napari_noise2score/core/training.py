@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from . import dither
 from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
@@ -78,24 +79,26 @@ class PatchSampler:
     """Random square patches, with flips and 90-degree turns, from 2D planes of any sizes."""
 
     def __init__(self, planes: Sequence[np.ndarray], patch: int, seed: int = 0) -> None:
-        self.planes = [p for p in planes if min(p.shape) >= patch]
+        self.planes = [p for p in planes if min(p.shape[-2:]) >= patch]
         if not self.planes:
             raise Noise2ScoreError(f"no image plane is at least {patch}x{patch} pixels")
         self.patch = patch
-        sizes = np.array([(p.shape[0] - patch + 1) * (p.shape[1] - patch + 1) for p in self.planes],
-                         dtype=np.float64)
+        sizes = np.array([(p.shape[-2] - patch + 1) * (p.shape[-1] - patch + 1)
+                          for p in self.planes], dtype=np.float64)
         self.weights = sizes / sizes.sum()
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch: int) -> np.ndarray:
+        """(batch, C, p, p) patches; planes are (Y, X) (C = 1) or (C, Y, X)."""
         p, rng = self.patch, self.rng
-        out = np.empty((batch, 1, p, p), dtype=np.float32)
+        channels = 1 if self.planes[0].ndim == 2 else self.planes[0].shape[0]
+        out = np.empty((batch, channels, p, p), dtype=np.float32)
         for i, k in enumerate(rng.choice(len(self.planes), size=batch, p=self.weights)):
             plane = self.planes[k]
-            y = rng.integers(0, plane.shape[0] - p + 1)
-            x = rng.integers(0, plane.shape[1] - p + 1)
-            crop = np.rot90(plane[y : y + p, x : x + p], rng.integers(4))
-            out[i, 0] = crop[:, ::-1] if rng.integers(2) else crop
+            y = rng.integers(0, plane.shape[-2] - p + 1)
+            x = rng.integers(0, plane.shape[-1] - p + 1)
+            crop = np.rot90(plane[..., y : y + p, x : x + p], rng.integers(4), axes=(-2, -1))
+            out[i] = crop[..., ::-1] if rng.integers(2) else crop
         return out
 
 
@@ -243,9 +246,12 @@ def _iter_training(
     config = replace(config, init="scratch")
     if not config.anscombe:
         planes = [to_network_units(config, p) for s in stacks for p in s]
+    gat_planes = planes
     planes = [p / np.float32(scale) for p in planes]
     domain, noise_w = training_domain(config, scale)
     cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
+    if config.anscombe and dither.ENABLED:
+        planes = dither.with_dither(gat_planes, config.gain, config.sigma or 0.0, scale)
     check_network_fits(cfg, device.type)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg).to(device)
@@ -267,7 +273,7 @@ def _iter_training(
         lr = cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
         for group in optimiser.param_groups:
             group["lr"] = lr
-        y = torch.from_numpy(sampler.sample(cfg.batch_size))
+        y = dither.apply(torch.from_numpy(sampler.sample(cfg.batch_size)), gen)
         u = torch.randn(y.shape, generator=gen)
         if cfg.antithetic:  # pairs y + s*u, y - s*u: the O(1/s) gradient noise cancels
             half = (cfg.batch_size + 1) // 2
