@@ -14,7 +14,7 @@ import numpy as np
 from .batch import DISTRIBUTE
 from .core.config import AUTO, DEVICES, TRANSFORMS, TrainConfig
 from .core.errors import Noise2ScoreError
-from .core.noise import MIXED_MODES, NOISE_MODELS
+from .core.noise import GAUSSIAN, MIXED_MODES, NOISE_MODELS
 from .core.stack import DTYPES
 
 EXIT_FAILED = 1
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .n2s model, a bioimage.io package (.zip) exported by this plugin, "
                    "or 'pretrained': the shipped prior (Gaussian noise; give --sigma or let "
                    "--noise auto estimate it), no training")
-    p.add_argument("--noise", choices=(AUTO, "gaussian"), default=None,
+    p.add_argument("--noise", choices=(AUTO, GAUSSIAN.name), default=None,
                    help="with --model pretrained: 'auto' (the default) estimates the noise "
                    "from the inputs; 'gaussian' needs --sigma")
     p.add_argument("-o", "--output", type=Path, required=True,
@@ -396,7 +396,7 @@ def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
     sample of all inputs) and intensity scale; a noise-conditioned model told --sigma."""
     from .api import bind_to_files
 
-    if args.noise == "gaussian" and args.sigma is None:
+    if args.noise == GAUSSIAN.name and args.sigma is None:
         raise Noise2ScoreError("--noise gaussian needs --sigma")
     model, line = bind_to_files(model, paths, args.axes, args.series, args.sigma, args.gain,
                                 args.shape)

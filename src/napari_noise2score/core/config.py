@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import Noise2ScoreError
 from .estimation import NoiseEstimate
-from .noise import MIXED_MODES, NoiseParams
+from .noise import MIXED_MODES, NOISE_TYPES, NoiseModel, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTO = "auto"
@@ -86,8 +86,13 @@ class TrainConfig:
         return NoiseParams(self.noise, self.sigma, self.gain, self.shape)
 
     @property
+    def kind(self) -> NoiseModel | None:
+        """The noise family (None while the noise is "auto", to be estimated)."""
+        return NOISE_TYPES.get(self.noise)
+
+    @property
     def poisson_type(self) -> bool:
-        return self.noise in ("poisson", "poisson-gaussian")
+        return self.kind is not None and self.kind.counts
 
     @property
     def anscombe(self) -> bool:

@@ -15,7 +15,7 @@ import torch
 from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ScoreUNet
-from .noise import NoiseParams, check_applicable
+from .noise import GAUSSIAN, NoiseParams, check_applicable
 from .score import (
     from_network_units,
     score_from_residual,
@@ -150,7 +150,7 @@ class Noise2ScoreModel:
         """The noise Tweedie's step assumes, in scaled network units, for ``params`` (input
         units): Gaussian of std 1 before scaling after the Anscombe transform."""
         if self.config.anscombe:
-            return NoiseParams("gaussian", sigma=1.0 / self.scale)
+            return NoiseParams(GAUSSIAN.name, sigma=1.0 / self.scale)
         return params.rescaled(self.scale)
 
     def score(self, y_scaled: np.ndarray, residual: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import torch
 
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ScoreUNet
+from .noise import GAUSSIAN, model_for
 
 PRIOR_FORMAT = "napari-noise2score-prior"
 PRIOR_FILE = Path(__file__).resolve().parent.parent / "weights" / "prior_gaussian.pt"
@@ -36,6 +37,8 @@ TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 RATIO_RANGE = (0.25, 1.0)
 #: How a refusal ends (dropped where training falls back to scratch by itself).
 HINT = ": train a model from scratch instead (--init scratch)"
+#: The one noise model the prior serves.
+NOISE = GAUSSIAN.name
 #: The noise channel holds tau / COND_REF (values of order 1).
 COND_REF = 0.1
 
@@ -102,7 +105,7 @@ def check_noise_std(tau: float, what: str = "the noise std") -> float:
 
 def check_noise_model(noise: str) -> None:
     """Refuse, in one line, any noise model the prior does not serve."""
-    if noise != "gaussian":
+    if noise != NOISE:
         raise PriorRangeError(
             f"{noise} noise is outside the prior's range (Gaussian noise only){HINT}")
 
@@ -167,7 +170,7 @@ def prior_config(sigma: float, scale: float, arch: dict[str, int] | None = None,
 
     check_noise_std(sigma / scale)
     arch = arch or PRIOR_ARCH
-    values = {"noise": "gaussian", "sigma": float(sigma), "network": "conditioned",
+    values = {"noise": NOISE, "sigma": float(sigma), "network": "conditioned",
               "init": "pretrained", "decorrelate": 1, **arch, **options}
     return TrainConfig(**values).validate()
 
@@ -229,7 +232,7 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
     from .stack import intensity_scale
 
     if gain is not None or shape is not None:
-        check_noise_model("poisson" if gain is not None else "gamma")
+        check_noise_model(model_for(gain=gain, shape=shape if gain is None else None))
     how = "given"
     if sigma is None:
         estimate = estimate_noise([np.asarray(p)[None] for p in planes])

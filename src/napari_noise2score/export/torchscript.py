@@ -26,7 +26,7 @@ from ..core.errors import ExportError
 from ..core.inference import MEAN_RADIUS
 from ..core.model import Noise2ScoreModel
 from ..core.network import ScoreUNet
-from ..core.noise import _MAX_LOG_STEP, MIXED_MODES
+from ..core.noise import _MAX_LOG_STEP, MIXED_MODES, NOISE_TYPES
 from ..core.score import LEVEL_BOX, training_domain
 
 #: TrainConfig fields whose effect on denoising the pieces reproduce, or that do not act at
@@ -325,19 +325,20 @@ class ExportedDenoiser(nn.Module):
         super().__init__()
         self.to_scaled = Affine(offset, scale)
         self.network = NetworkOutput(ScriptUNet(width, depth, unshuffle, stride), tta)
-        if noise == "gaussian":
+        kind = NOISE_TYPES.get(noise)
+        if kind is None:
+            raise ExportError(f"the bioimage.io export does not support {noise!r} noise")
+        if not kind.signal_dependent:
             variance: nn.Module = GaussianVariance(noise_w_sigma, sigma_a_w)
             tweedie: nn.Module = GaussianTweedie(_need(sigma, "sigma"), smoothing)
-        elif noise == "gamma":
+        elif kind.relative:
             variance = GammaVariance(_need(shape, "shape"), sigma_a_w)
             tweedie = GammaTweedie(_need(shape, "shape"), smoothing)
-        elif noise in ("poisson", "poisson-gaussian"):
-            read = _need(sigma, "sigma") if noise == "poisson-gaussian" else 0.0
-            variance = CountVariance(noise_w_sigma if noise == "poisson-gaussian" else 0.0,
-                                     sigma_a_w)
-            tweedie = PoissonTweedie(_need(gain, "gain"), read, smoothing, mixed_mode)
-        else:
-            raise ExportError(f"the bioimage.io export does not support {noise!r} noise")
+        else:  # photon counts, with read noise when the model takes a sigma
+            read = "sigma" in kind.needs
+            variance = CountVariance(noise_w_sigma if read else 0.0, sigma_a_w)
+            tweedie = PoissonTweedie(_need(gain, "gain"), _need(sigma, "sigma") if read else 0.0,
+                                     smoothing, mixed_mode)
         self.score = PreconditionedScore(variance, domain)
         self.tweedie = tweedie
         self.local_mean = LocalMean(mean_radius)
@@ -367,7 +368,7 @@ def check_exportable(config: TrainConfig) -> None:
     if config.transform == "anscombe":
         raise ExportError("the bioimage.io export does not reproduce the Anscombe route yet; "
                           "export a model trained with transform 'none'")
-    if config.noise not in ("gaussian", "gamma", "poisson", "poisson-gaussian"):
+    if config.noise not in NOISE_TYPES:
         raise ExportError(f"the model's noise model is {config.noise!r}: only a trained "
                           "model (with a resolved noise model) can be exported")
     if config.count_domain and config.mixed_mode not in MIXED_MODES:

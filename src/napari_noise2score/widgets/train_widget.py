@@ -25,7 +25,7 @@ from superqt import QCollapsible
 
 from ..core.config import AUTO, TRANSFORMS, TrainConfig
 from ..core.errors import Noise2ScoreError
-from ..core.noise import MIXED_MODES, NOISE_MODELS
+from ..core.noise import MIXED_MODES, NOISE_MODELS, NOISE_TYPES
 from ..core.stack import infer_axes
 from ._common import (
     LayerPicker,
@@ -45,8 +45,8 @@ PARAM_HELP = {
     "shape": "Gamma shape k (> 1)",
     "offset": "camera offset (dark level), subtracted before denoising",
 }
-NEEDS = {"auto": set(), "gaussian": {"sigma"}, "poisson": {"gain", "offset"},
-         "gamma": {"shape"}, "poisson-gaussian": {"gain", "sigma", "offset"}}
+NEEDS = {"auto": set(), **{name: {*kind.needs, *(("offset",) if kind.counts else ())}
+                           for name, kind in NOISE_TYPES.items()}}
 
 
 def _spin(value: float, lo: float, hi: float, decimals: int = 4) -> QDoubleSpinBox:
