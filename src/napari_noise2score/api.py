@@ -37,14 +37,13 @@ def make_config(config: TrainConfig | None = None, **overrides) -> TrainConfig:
     if unknown:
         raise Noise2ScoreError(f"unknown training options: {', '.join(unknown)}")
     given = {k: overrides.get(k) for k in ("sigma", "gain", "shape")}
+    base = config or TrainConfig()
     if overrides.get("noise") is None:
         overrides.pop("noise", None)
-        base = config or TrainConfig()
         if base.noise == AUTO and model_for(**given):  # explicit parameters win over auto
             overrides["noise"] = model_for(**given)
-    config = replace(config or TrainConfig(), **overrides)
-    check_applicable(config.noise, **given)
-    return config.validate()
+    check_applicable(overrides.get("noise", base.noise), **given)
+    return replace(base, **overrides)  # validated on construction
 
 
 def train(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch import DISTRIBUTE
-from .core.config import AUTO, DEVICES, TRANSFORMS, TrainConfig
+from .core.config import AUTO, DEVICES, TRAIN_OPTIONS, TRANSFORMS, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.noise import GAUSSIAN, MIXED_MODES, NOISE_MODELS
 from .core.stack import DTYPES
@@ -195,15 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> TrainConfig:
     from .api import make_config
 
-    return make_config(
-        noise=args.noise, sigma=args.sigma, gain=args.gain, shape=args.shape, axes=args.axes,
-        offset=args.offset,
-        max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
-        device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
-        transform=None if args.transform == AUTO else args.transform,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
-        depth=args.depth, decorrelate=args.decorrelate, init=args.init,
-    )
+    options = {name: getattr(args, name) for name in TRAIN_OPTIONS if name != "transform"}
+    return make_config(**options, transform=None if args.transform == AUTO else args.transform)
 
 
 def _train_with_bar(images, config: TrainConfig):

@@ -123,7 +123,7 @@ class Noise2ScoreModel:
         units), with its own copy of the network (whose noise channel it sets)."""
         import copy
 
-        config = replace(self.config, sigma=float(sigma)).validate()
+        config = replace(self.config, sigma=float(sigma))
         return replace(self, config=config, net=copy.deepcopy(self.net))
 
     @property
@@ -162,7 +162,7 @@ class Noise2ScoreModel:
     def with_options(self, mixed_mode: str | None = None, tta: bool | None = None):
         """The same trained network, denoising with another mixed-noise mode or TTA setting."""
         changes = {k: v for k, v in (("mixed_mode", mixed_mode), ("tta", tta)) if v is not None}
-        config = replace(self.config, **changes).validate()
+        config = replace(self.config, **changes)
         return replace(self, config=config)
 
     def noise_params(
@@ -254,7 +254,7 @@ class Noise2ScoreModel:
                 f"({payload.get('package_version')}); upgrade the plugin to read it"
             )
         try:
-            config = TrainConfig.from_dict(payload["config"]).validate()
+            config = TrainConfig.from_dict(payload["config"])
             _check_numbers(payload)
             net = build_network(config)
             net.load_state_dict(payload["state_dict"])

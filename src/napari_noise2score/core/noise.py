@@ -278,7 +278,7 @@ def model_for(sigma: float | None = None, gain: float | None = None,
 def check_applicable(model: str, **given: float | None) -> None:
     """Raise Noise2ScoreError for a parameter given (not None) that ``model`` does not take,
     e.g. a gain for Gaussian noise, instead of silently ignoring it."""
-    needs = NOISE_TYPES[model].needs if model in NOISE_TYPES else ()  # auto: estimated
+    needs = NOISE_TYPES[model].needs if model in NOISE_MODELS else ()  # auto: estimated
     unused = [name for name, value in given.items() if value is not None and name not in needs]
     if unused:
         names = f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply"

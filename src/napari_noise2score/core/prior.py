@@ -172,7 +172,7 @@ def prior_config(sigma: float, scale: float, arch: dict[str, int] | None = None,
     arch = arch or PRIOR_ARCH
     values = {"noise": NOISE, "sigma": float(sigma), "network": "conditioned",
               "init": "pretrained", "decorrelate": 1, **arch, **options}
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values)
 
 
 def model_from_net(net: ConditionedUNet, sigma: float, scale: float, steps: int = 0,
@@ -209,7 +209,7 @@ def unbound_model(device: str = "cpu"):
 
     prior = load_prior()
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
-                         **prior.arch).validate()
+                         **prior.arch)
     model = Noise2ScoreModel(config=config, net=prior.network(), scale=1.0, final_sigma_a=0.0,
                              steps=int(prior.provenance.get("steps", 0)),
                              seconds=float(prior.provenance.get("seconds", 0.0)),

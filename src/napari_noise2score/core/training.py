@@ -212,11 +212,10 @@ def _iter_training(
     config: TrainConfig,
     stop: Callable[[], bool] | None = None,
 ) -> Iterator[TrainUpdate]:
-    config.validate()
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
         estimate = estimate_noise(stacks, fallback=True)
-        config = choose_transform(config.with_estimate(estimate).validate(), stacks)
+        config = choose_transform(config.with_estimate(estimate), stacks)
         yield NoiseEstimated(estimate, describe_route(config))
     else:
         config = choose_transform(config, stacks)
