@@ -72,6 +72,7 @@ def run() -> dict[str, np.ndarray]:
         models[name] = (model, noisy)
         out[f"{name}/denoised"] = denoise_array(model, noisy)
         out[f"{name}/tiled_fn"] = denoise_array(model, noisy, tile=32, overlap=16)
+        out[f"{name}/tiled_default"] = denoise_array(model, noisy, tile=32)
         out[f"{name}/scale"] = np.array([model.scale, model.final_sigma_a])
         est = estimate_noise(noisy)
         out[f"{name}/estimate"] = np.array(

@@ -15,8 +15,7 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer plane by plane (float32) to .tif/.tiff or .zarr."""
     from pathlib import Path
 
-    from .core.stack import check_axes
-    from .core.tiling import PlaneLayout, read_window
+    from .core.stack import PlaneLayout, check_axes, read_window
     from .io.chunked_writer import check_output, write_planes
 
     axes = check_axes((meta.get("metadata") or {}).get("axes"), data.ndim)
@@ -40,11 +39,12 @@ def denoised_layer(
     import dask.array as da
 
     from .api import load_model
+    from .core.stack import is_lazy
     from .core.tiling import TiledDenoiser
 
     if isinstance(model, str | os.PathLike):
         model = load_model(model)
-    if not hasattr(data, "compute"):
+    if not is_lazy(data):
         data = da.from_array(data)
     tiler = TiledDenoiser(model, data.shape, axes, None, tile, overlap)
     result = tiler.as_dask(data)

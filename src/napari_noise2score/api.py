@@ -13,7 +13,7 @@ import numpy as np
 from .core.config import AUTO, TrainConfig
 from .core.device import select_device
 from .core.errors import Noise2ScoreError
-from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
+from .core.inference import ProgressFn, StopFn, denoise_array
 from .core.model import Noise2ScoreModel
 from .core.stack import cast_result, result_dtype
 from .core.training import TrainProgress, train_model
@@ -138,8 +138,8 @@ def denoise(
     with ``dtype="same"`` the input's type (integers rounded and clipped to its range).
 
     ``sigma``, ``gain`` and ``shape`` override the model's noise parameters; ``tile`` and
-    ``overlap`` default to 1024 (dask: from the available memory) and the network's
-    receptive field. A dask array
+    ``overlap`` default to what fits in the available memory and the network's receptive
+    field. A dask array
     gives a lazy dask array back (each tile is denoised when computed; ``progress`` and
     ``stop`` do not apply); any other array is denoised now.
     """
@@ -151,7 +151,6 @@ def denoise(
 
         lazy = TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
         return lazy.map_blocks(cast_result, out_dtype, dtype=out_dtype)
-    tile = DEFAULT_TILE if tile is None else tile
     result = denoise_array(model, data, axes, params, tile, overlap, progress, stop)
     return cast_result(result, out_dtype)
 

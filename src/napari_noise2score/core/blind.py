@@ -31,6 +31,7 @@ from .errors import Noise2ScoreError
 from .inference import DEFAULT_TILE, predict_plane
 from .model import Noise2ScoreModel
 from .noise import NOISE_TYPES, NoiseModel, noise_model, tweedie
+from .stack import sample_windows
 
 #: the parameter each noise model's search varies (Poisson-Gaussian: read noise, gain fixed)
 SEARCHED = {name: kind.searched for name, kind in NOISE_TYPES.items()}
@@ -72,17 +73,8 @@ def sample_planes(planes: Sequence[np.ndarray], max_pixels: int = MAX_PIXELS) ->
     if not planes or any(p.ndim != 2 or min(p.shape) < 1 for p in planes):
         raise Noise2ScoreError("the blind search needs non-empty 2D planes")
     per = max(max_pixels // len(planes), max_pixels // 16, 64 * 64)
-    keep = max(1, min(len(planes), max_pixels // per))
-    picks = np.unique(np.linspace(0, len(planes) - 1, keep).round().astype(int))
-    out = []
-    for i in picks:
-        p = planes[i]
-        h, w = p.shape
-        ch = min(h, int(math.sqrt(per))) if h * w > per else h
-        cw = min(w, per // ch)
-        y0, x0 = (h - ch) // 2, (w - cw) // 2
-        out.append(p[y0 : y0 + ch, x0 : x0 + cw])
-    return out
+    return [planes[i][ys, xs] for i, ys, xs in
+            sample_windows([p.shape for p in planes], max_pixels // per, per)]
 
 
 def default_grid(model: Noise2ScoreModel, parameter: str, size: int = GRID_SIZE) -> np.ndarray:

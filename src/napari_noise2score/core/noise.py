@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,51 +25,35 @@ _MAX_LOG_STEP = 20.0
 
 
 class NoiseModel:
-    """One noise family. Class attributes describe it; methods take its ``NoiseParams``.
+    """One noise family: class attributes describe it, methods take its ``NoiseParams`` p:
+    ``check(p)`` raises for an impossible value (every one of ``needs`` given and finite),
+    ``draw(x, p, rng)`` simulates, ``tweedie(y, score, p, s2, mixed_mode)`` is the posterior
+    mean (s2: the Gaussian smoothing's variance), ``variance(level, p, s2)`` the predicted
+    variance at the local ``level`` (None when not ``signal_dependent``) plus s2, and
+    ``typical_std(level, p)`` the std at one intensity.
 
-    ``needs``: the parameters it takes; ``searched``: the one the blind search varies;
-    ``counts``: shot noise, learned in photon counts (or after the Anscombe transform, its
-    ``default_transform``); ``signal_dependent``: the variance follows the local level;
-    ``relative``: the std is proportional to the signal (the score estimate reads it
-    relative to y^2); ``read_noise_search``: the searched parameter is a read noise that
-    may be 0; ``criterion``, ``tv_weight``: the blind search's quality criterion.
+    ``needs``: the parameters it takes; ``searched``: the one the blind search varies
+    (``read_noise_search``: a read noise, which may be 0); ``criterion``, ``tv_weight`` and
+    ``likelihood`` (summed over x > 0): the search's quality criterion; ``counts``: shot
+    noise, learned in photon counts or after the Anscombe transform (``default_transform``);
+    ``relative``: the std is proportional to the signal; ``score_estimable``: the score
+    estimate reads its level from the learned score.
     """
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]]
     searched: ClassVar[str]
     criterion: ClassVar[str]
-    tv_weight: ClassVar[float] = 1.0
-    counts: ClassVar[bool] = False
-    signal_dependent: ClassVar[bool] = True
-    relative: ClassVar[bool] = False
-    read_noise_search: ClassVar[bool] = False
-    score_estimable: ClassVar[bool] = False
-    default_transform: ClassVar[str] = "none"
+    tv_weight, likelihood, default_transform = 1.0, None, "none"
+    signal_dependent, counts, relative, read_noise_search, score_estimable = (
+        True, False, False, False, False)
 
     def check(self, p: NoiseParams) -> None:
-        """Raise for an impossible parameter value (all ``needs`` are given and finite)."""
+        pass
 
     def read_variance(self, p: NoiseParams) -> float:
         """Variance of the Gaussian part of the noise (read noise), 0 when none."""
         return 0.0
-
-    def draw(self, x: np.ndarray, p: NoiseParams, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
-
-    def tweedie(self, y, score, p: NoiseParams, s2: float, mixed_mode: str) -> np.ndarray:
-        raise NotImplementedError
-
-    def variance(self, level: Any, p: NoiseParams, s2: float) -> Any:
-        """Predicted noise variance at the local ``level`` (None when not signal-dependent),
-        plus the training perturbation's ``s2``."""
-        raise NotImplementedError
-
-    def typical_std(self, level: float, p: NoiseParams) -> float:
-        """The noise std at intensity ``level``."""
-        raise NotImplementedError
-
-    likelihood: ClassVar[Any] = None  # summed (x, y) likelihood term of the criterion
 
 
 NOISE_TYPES: dict[str, NoiseModel] = {}
