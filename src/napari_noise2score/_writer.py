@@ -15,17 +15,15 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer plane by plane (float32) to .tif/.tiff or .zarr."""
     from pathlib import Path
 
-    from .core.stack import PlaneLayout, check_axes, read_window
+    from .core.stack import PlaneLayout, check_axes
     from .io.chunked_writer import check_output, write_planes
 
     axes = check_axes((meta.get("metadata") or {}).get("axes"), data.ndim)
     layout = PlaneLayout(tuple(data.shape), axes)
     source = (meta.get("metadata") or {}).get("path")
     check_output(Path(path), int(data.size) * 4, [Path(source)] if source else [])
-    transpose = axes.index("Y") > axes.index("X")
     full = (slice(None), slice(None))
-    planes = (read_window(data, layout.source_index(i, *full), transpose).astype("float32")
-              for i in layout.plane_indices())
+    planes = (layout.read(data, i, *full).astype("float32") for i in layout.plane_indices())
     write_planes(path, planes, layout.stack_shape, layout.plane_shape, layout.planes_axes)
     return [path]
 

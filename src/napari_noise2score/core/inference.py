@@ -1,11 +1,8 @@
-"""Denoising: the network's score over large tiles, then Tweedie's formula; arrays of any
-layout (in memory or larger than it) tile by tile with ``TiledDenoiser``, the one tiling path.
-
-The source is any array-like that slices like NumPy (a dask array, a zarr array, a
-memory-mapped ``.npy``); only one tile plus its halo is read and held at a time. Each tile
-starts on the network's pooling grid and its halo covers the receptive field
-(``default_overlap``) and the local mean's reach, so the result equals whole-plane
-inference to float tolerance.
+"""Denoising: the network's score, then Tweedie's formula, tile by tile (``TiledDenoiser``,
+the one tiling path) on any array-like that slices like NumPy (in memory, dask, zarr, a
+memory-mapped ``.npy``): one tile plus its halo is read and held at a time. Tiles start on
+the network's pooling grid and their halo covers the receptive field and the local mean's
+reach, so the result equals whole-plane inference to float tolerance.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from .errors import Cancelled, Noise2ScoreError
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams, tweedie
-from .stack import PlaneLayout, check_axes, check_image, from_planes, read_window
+from .stack import PlaneLayout, check_axes, check_image, from_planes
 
 DEFAULT_TILE = 1024
 #: Std, in pixels, of the Gaussian over which the denoised image keeps the data's mean.
@@ -147,14 +144,20 @@ def predict_plane(
         raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
     m = net.multiple
     tile, overlap = -(-tile // m) * m, -(-overlap // m) * m
-    device = next(net.parameters()).device
     out = np.empty(plane.shape, dtype=np.float32)
     for window in tile_grid(*plane.shape, tile):
         (y0, y1, x0, x1), (ya, yb, xa, xb) = window, haloed(window, overlap, plane.shape)
-        block = torch.from_numpy(np.ascontiguousarray(plane[ya:yb, xa:xb], np.float32))
-        res = _block_output(net, block[None, None].to(device), tta)[0, 0].float().cpu()
-        out[y0:y1, x0:x1] = res.numpy()[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        res = network_on(net, plane[ya:yb, xa:xb], tta)
+        out[y0:y1, x0:x1] = res[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
     return out
+
+
+@torch.inference_mode()
+def network_on(net: ScoreUNet, plane: np.ndarray, tta: bool = False) -> np.ndarray:
+    """The network's output on one 2D array in one forward pass (8 with ``tta``), float32."""
+    block = torch.from_numpy(np.ascontiguousarray(plane, np.float32))
+    block = block[None, None].to(next(net.parameters()).device)
+    return _block_output(net, block, tta)[0, 0].float().cpu().numpy()
 
 
 def haloed(window: tuple[int, int, int, int], overlap: int,
@@ -178,18 +181,16 @@ def denoise_plane(
     model: Noise2ScoreModel,
     plane: np.ndarray,
     scaled: NoiseParams,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
 ) -> np.ndarray:
-    """Denoise one 2D plane (input units in, float32 input units out), with the model's
-    mixed-noise mode and test-time augmentation setting (``model.config``).
+    """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
+    with the model's mixed-noise mode and test-time augmentation setting (``model.config``).
 
     Every step after the network is pointwise, so denoising a region and cropping it gives
     the same pixels as denoising the whole plane, as long as the network's output agrees.
     """
     plane = np.asarray(plane)
     y = model.to_scaled(plane)
-    score = model.score(y, predict_plane(model.net, y, tile, overlap, model.config.tta))
+    score = model.score(y, network_on(model.net, y, model.config.tta))
     x = model.from_scaled(tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode))
     # in input units: after the Anscombe route's non-linear inverse too (docs/algorithm.md)
     out = preserve_local_mean(plane.astype(np.float32), x)
@@ -236,12 +237,9 @@ def denoise_array(
     stop: StopFn | None = None,
 ) -> np.ndarray:
     """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units,
-    with ``TiledDenoiser`` and its defaults (tile from the available memory, halo the
-    network's receptive field).
-
-    ``noise`` overrides the model's noise parameters (same noise model, input units).
-    ``progress(tiles_done, tiles_total)`` is called after each tile; ``stop`` is polled
-    before each: when it returns True, ``Cancelled`` is raised.
+    with ``TiledDenoiser`` and its defaults. ``noise`` overrides the model's noise parameters
+    (same noise model, input units). ``progress(tiles_done, tiles_total)`` is called after
+    each tile; ``stop`` is polled before each: when it returns True, ``Cancelled`` is raised.
     """
     data = np.asarray(data)
     check_image(data)
@@ -343,7 +341,6 @@ class TiledDenoiser:
                 f"a plane of {h} x {w} pixels would be {n_tiles} tiles of {self.tile}; give "
                 "a larger tile (or check the file: its header may be damaged)")
         self.grid = tile_grid(h, w, self.tile)
-        self._transpose = self.layout.axes.index("Y") > self.layout.axes.index("X")
         model.net.eval()
 
     @property
@@ -355,11 +352,9 @@ class TiledDenoiser:
         """The denoised core window (y0, y1, x0, x1) of one plane, float32, input units."""
         y0, y1, x0, x1 = window
         ya, yb, xa, xb = haloed(window, self.overlap, self.layout.plane_shape)
-        index = self.layout.source_index(stack_index, slice(ya, yb), slice(xa, xb))
-        region = read_window(source, index, self._transpose)
+        region = self.layout.read(source, stack_index, slice(ya, yb), slice(xa, xb))
         check_image(region, name="input")
-        big = max(region.shape)  # one forward pass over the whole region
-        out = denoise_plane(self.model, region, self.scaled, tile=big, overlap=0)
+        out = denoise_plane(self.model, region, self.scaled)
         return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
 
     def iter_planes(
@@ -407,7 +402,7 @@ class TiledDenoiser:
             out = self.denoise_tile(source, stack_index, window)
             shape = [1] * len(layout.shape)
             shape[y_axis], shape[x_axis] = out.shape
-            return (out.T if self._transpose else out).reshape(shape)
+            return (out.T if layout.transposed else out).reshape(shape)
 
         return da.map_blocks(block, chunks=tuple(chunks), dtype=np.float32,
                              meta=np.empty((0,) * len(layout.shape), np.float32))

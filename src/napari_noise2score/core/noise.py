@@ -1,11 +1,10 @@
-"""Noise models: one type per family (parameters, checks, variance, Tweedie step), the
-registry by name, simulation and Tweedie's posterior-mean step.
+"""Noise models, one type per family in a registry by name (adding a regime is one
+``@register``-ed class; nothing outside this module decides by a model's name): parameter
+checks, simulation, variance and Tweedie's posterior-mean step.
 
 All arrays here are in one intensity unit (the caller's choice); parameters use the same
 unit: ``sigma`` is a standard deviation, ``gain`` (zeta) the intensity of one count, and
-``shape`` (k) the Gamma shape, which has no unit. Adding a noise regime is one subclass of
-``NoiseModel`` registered with ``@register``; nothing outside this module asks for a model
-by its name.
+``shape`` (k) the Gamma shape, which has no unit.
 """
 
 from __future__ import annotations
@@ -25,19 +24,14 @@ _MAX_LOG_STEP = 20.0
 
 
 class NoiseModel:
-    """One noise family: class attributes describe it, methods take its ``NoiseParams`` p:
-    ``check(p)`` raises for an impossible value (every one of ``needs`` given and finite),
-    ``draw(x, p, rng)`` simulates, ``tweedie(y, score, p, s2, mixed_mode)`` is the posterior
-    mean (s2: the Gaussian smoothing's variance), ``variance(level, p, s2)`` the predicted
-    variance at the local ``level`` (None when not ``signal_dependent``) plus s2, and
-    ``typical_std(level, p)`` the std at one intensity.
-
-    ``needs``: the parameters it takes; ``searched``: the one the blind search varies
-    (``read_noise_search``: a read noise, which may be 0); ``criterion``, ``tv_weight`` and
-    ``likelihood`` (summed over x > 0): the search's quality criterion; ``counts``: shot
-    noise, learned in photon counts or after the Anscombe transform (``default_transform``);
-    ``relative``: the std is proportional to the signal; ``score_estimable``: the score
-    estimate reads its level from the learned score.
+    """One noise family. Methods take its ``NoiseParams`` p: ``check(p)`` (raise for an
+    impossible value), ``draw(x, p, rng)``, ``tweedie(y, score, p, s2, mixed_mode)`` (s2:
+    the smoothing's variance), ``variance(level, p, s2)`` (at the local level, None unless
+    ``signal_dependent``; s2 added) and ``typical_std(level, p)``. ``searched``: the blind
+    search's parameter (``read_noise_search``: a read noise, may be 0), scored by
+    ``criterion``: ``tv_weight`` TV + the summed ``likelihood``; ``counts``: shot noise, in
+    photon counts or on the ``default_transform``; ``relative``: std proportional to the
+    signal; ``score_estimable``: the score estimate reads its level from the learned score.
     """
 
     name: ClassVar[str]
@@ -88,8 +82,7 @@ def _non_negative(x: np.ndarray, family: str) -> None:
 @register
 class Gaussian(NoiseModel):
     name, needs, searched, criterion = "gaussian", ("sigma",), "sigma", "total variation"
-    signal_dependent = False
-    score_estimable = True
+    signal_dependent, score_estimable = False, True
 
     def check(self, p):
         if p.sigma <= 0:
@@ -112,8 +105,7 @@ class Gaussian(NoiseModel):
 class Poisson(NoiseModel):
     name, needs, searched = "poisson", ("gain",), "gain"
     criterion, tv_weight = "0.1 TV + Poisson likelihood", 0.1
-    counts = True
-    default_transform = "anscombe"
+    counts, default_transform = True, "anscombe"
 
     def check(self, p):
         if p.gain <= 0:
@@ -156,8 +148,7 @@ class Poisson(NoiseModel):
 @register
 class Gamma(NoiseModel):
     name, needs, searched, criterion = "gamma", ("shape",), "shape", "TV + Gamma likelihood"
-    relative = True
-    score_estimable = True
+    relative = score_estimable = True
 
     def check(self, p):
         if p.shape <= 1:

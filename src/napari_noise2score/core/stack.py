@@ -48,17 +48,14 @@ def to_planes(data: np.ndarray, axes: str | None = None) -> tuple[np.ndarray, st
     """View ``data`` as (N, Y, X) planes; also return the checked axes string."""
     data = np.asarray(data)
     axes = check_axes(axes, data.ndim)
-    order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
-    moved = np.transpose(data, order)
+    moved = np.transpose(data, PlaneLayout(data.shape, axes).order)
     return moved.reshape((-1,) + moved.shape[-2:]), axes
 
 
 def from_planes(planes: np.ndarray, shape: Sequence[int], axes: str) -> np.ndarray:
     """Inverse of ``to_planes``: planes back to the original layout."""
-    order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
-    moved_shape = [shape[i] for i in order]
-    moved = planes.reshape(moved_shape)
-    return np.transpose(moved, np.argsort(order))
+    order = PlaneLayout(tuple(shape), axes).order
+    return np.transpose(planes.reshape([shape[i] for i in order]), np.argsort(order))
 
 
 def check_image(data: np.ndarray, name: str = "image") -> None:
@@ -150,6 +147,15 @@ class PlaneLayout:
     def plane_indices(self) -> Iterator[tuple[int, ...]]:
         """Stack indices of every plane, in C order."""
         yield from np.ndindex(*self.stack_shape) if self.stack_shape else iter([()])
+
+    @property
+    def transposed(self) -> bool:
+        """Whether X comes before Y in the source (its windows are read transposed)."""
+        return self.axes.index("Y") > self.axes.index("X")
+
+    def read(self, source, stack_index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
+        """One plane's (ys, xs) window of ``source``, (Y, X) (``read_window``)."""
+        return read_window(source, self.source_index(stack_index, ys, xs), self.transposed)
 
     def source_index(self, stack_index: tuple[int, ...], ys: slice, xs: slice) -> tuple:
         """The index into the source array for one plane's (ys, xs) window."""

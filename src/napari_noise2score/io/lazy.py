@@ -21,7 +21,6 @@ from ..core.stack import (
     PlaneLayout,
     check_axes,
     crop_side,
-    read_window,
     sample_windows,
 )
 from .files import TIFF_SUFFIXES, read_image
@@ -236,6 +235,4 @@ def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.nda
     ch, cw = crop_side(*layout.plane_shape, pixels)
     stack = list(layout.plane_indices())
     windows = sample_windows([layout.plane_shape] * len(stack), max_bytes // (4 * ch * cw), pixels)
-    transpose = axes.index("Y") > axes.index("X")
-    return np.stack([read_window(data, layout.source_index(stack[i], ys, xs), transpose)
-                     for i, ys, xs in windows])
+    return np.stack([layout.read(data, stack[i], ys, xs) for i, ys, xs in windows])
