@@ -400,10 +400,10 @@ def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
 
 def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> None:
     """Find the noise parameter on a bounded sample of all inputs; print it; use it."""
-    from .core.blind import MAX_PIXELS, SEARCHED, find_parameter
+    from .core.blind import MAX_PIXELS, find_parameter
     from .io.lazy import open_lazy, training_planes
 
-    name = SEARCHED[model.config.noise]
+    name = model.config.kind.searched
     if getattr(args, name) is not None:
         raise Noise2ScoreError(f"give either --{name} or --blind, not both")
     budget = 4 * MAX_PIXELS // len(paths)

@@ -30,11 +30,9 @@ import numpy as np
 from .errors import Noise2ScoreError
 from .inference import DEFAULT_TILE, predict_plane
 from .model import Noise2ScoreModel
-from .noise import NOISE_TYPES, NoiseModel, noise_model, tweedie
+from .noise import NoiseModel, noise_model, tweedie
 from .stack import sample_windows
 
-#: the parameter each noise model's search varies (Poisson-Gaussian: read noise, gain fixed)
-SEARCHED = {name: kind.searched for name, kind in NOISE_TYPES.items()}
 MAX_PIXELS = 2_000_000
 GRID_SIZE = 41
 GRID_SPAN = 4.0  # default grid: training value / 4 to training value * 4, geometric
