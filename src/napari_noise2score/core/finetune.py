@@ -102,7 +102,7 @@ def _model_file_start(path: str, config: TrainConfig) -> Noise2ScoreModel:
     noise = {k: getattr(config, k) for k in ("sigma", "gain", "shape")}
     if model.config.count_domain and noise["gain"] != model.config.gain:
         noise["gain"] = model.config.gain  # the count domain is fixed by the model's gain
-    return replace(model, config=replace(model.config, **noise).validate())
+    return replace(model, config=replace(model.config, **noise))
 
 
 def split_holdout(planes: Sequence[np.ndarray], patch: int) -> tuple[list, list]:
@@ -243,7 +243,7 @@ def iter_finetune(
                   sigma=model.config.sigma, gain=model.config.gain, shape=model.config.shape,
                   offset=model.config.offset,
                   sigma_a_max=model.config.sigma_a_max, sigma_a_min=model.config.sigma_a_min)
-    done = replace(model, config=cfg.validate(), net=net, steps=step,
+    done = replace(model, config=cfg, net=net, steps=step,
                    seconds=time.perf_counter() - started)
     yield TrainDone(done.to(device), stopped)
 

@@ -125,12 +125,7 @@ def typical_noise_std(planes: Sequence[np.ndarray], noise_w: NoiseParams, domain
     rng = np.random.default_rng(0)
     sample = np.concatenate([rng.choice(p.reshape(-1), min(p.size, 20_000)) for p in planes])
     level = max(float(np.mean(sample)) / domain, 1e-3)
-    if noise_w.model == "gaussian":
-        return noise_w.sigma
-    if noise_w.model == "gamma":
-        return level / math.sqrt(noise_w.shape)
-    read2 = noise_w.sigma**2 if noise_w.model == "poisson-gaussian" else 0.0
-    return math.sqrt(level + read2)
+    return noise_w.kind.typical_std(level, noise_w)
 
 
 def measured_stride(stacks: Sequence[np.ndarray]) -> int:
@@ -220,11 +215,10 @@ def _iter_training(
     config: TrainConfig,
     stop: Callable[[], bool] | None = None,
 ) -> Iterator[TrainUpdate]:
-    config.validate()
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
         estimate = estimate_noise(stacks, fallback=True)
-        config = choose_transform(config.with_estimate(estimate).validate(), stacks)
+        config = choose_transform(config.with_estimate(estimate), stacks)
         yield NoiseEstimated(estimate, describe_route(config))
     else:
         config = choose_transform(config, stacks)

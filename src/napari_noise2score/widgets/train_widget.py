@@ -18,7 +18,7 @@ from superqt import QCollapsible
 
 from ..core.config import AUTO, INITS, LIMITS, TRANSFORMS, TrainConfig
 from ..core.errors import Noise2ScoreError
-from ..core.noise import MIXED_MODES, NOISE_MODELS, NoiseParams
+from ..core.noise import MIXED_MODES, NOISE_MODELS, NOISE_TYPES
 from ._common import (
     MODEL_FILES,
     DockPanel,
@@ -126,10 +126,10 @@ def shown_fields() -> dict[str, tuple[type, Any]]:
 
 def noise_fields(noise: str) -> set[str]:
     """The noise parameters a noise model needs ('auto': none, they are estimated)."""
-    if noise == AUTO:
+    kind = NOISE_TYPES.get(noise)  # None for 'auto'
+    if kind is None:
         return set()
-    poisson = TrainConfig(noise=noise).poisson_type
-    return set(NoiseParams(noise).needs) | ({"offset"} if poisson else set())
+    return {*kind.needs, *(("offset",) if kind.counts else ())}
 
 
 class TrainWidget(DockPanel):
@@ -192,7 +192,7 @@ class TrainWidget(DockPanel):
         for name in ZERO_IS_AUTO:
             values[name] = int(values[name]) or None
         values["axes"] = self.axes_text()
-        return TrainConfig(**values).validate()
+        return TrainConfig(**values)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the fields (e.g. that of a loaded model)."""
