@@ -28,7 +28,9 @@ from .config import AUTO, INITS, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .model import Noise2ScoreModel
+from .patches import PatchSampler, choose_patch
 from .score import score_from_residual, to_network_units, training_domain
+from .updates import TrainDone, TrainNote, TrainProgress
 
 #: Fine-tuning learning rate over the configured (from-scratch) one.
 LR_FACTOR = 0.2
@@ -172,8 +174,6 @@ def iter_finetune(
     """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
     ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
     then TrainDone with the best network measured (its steps and seconds: this run's)."""
-    from .training import PatchSampler, TrainDone, TrainNote, TrainProgress, choose_patch
-
     device = select_device(config.device)
     model = start.to(device)
     net = copy.deepcopy(model.net).to(device)

@@ -225,7 +225,8 @@ class NoiseParams:
         for name in self.needs:
             value = getattr(self, name)
             if value is None:
-                raise Noise2ScoreError(f"{self.model} noise needs --{name} ({_DESCRIBE[name]})")
+                raise Noise2ScoreError(
+                    f"{self.model} noise needs the {name} parameter ({_DESCRIBE[name]})")
             if not np.isfinite(value):
                 raise Noise2ScoreError(f"{name} must be a finite number, got {value}")
         self.kind.check(self)
