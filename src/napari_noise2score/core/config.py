@@ -189,6 +189,14 @@ class TrainConfig:
 
 
 #: Fields no front end sets for training (tuned internals, and ``tta``, a denoising
-#: option): the CLI's and the npe2 command's training options are the others.
-NOT_EXPOSED = ("tta", "antithetic", "unshuffle", "sigma_a_max", "sigma_a_min", "network")
+#: option), and why: the CLI's and the npe2 command's training options are the others (the
+#: Train widget hides these and a few more, ``widgets.train_widget.NOT_SHOWN``).
+NOT_EXPOSED = {
+    "tta": "a denoising option, set where denoising is",
+    "antithetic": "a variance-reduction detail of the loss; always on",
+    "unshuffle": "sized for the device (TrainConfig.resolved)",
+    "sigma_a_max": "the annealing schedule follows the noise level (TrainConfig.resolved)",
+    "sigma_a_min": "the annealing schedule follows the noise level (TrainConfig.resolved)",
+    "network": "follows init: fine-tuning the prior keeps its noise-conditioned network",
+}
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name not in NOT_EXPOSED)
