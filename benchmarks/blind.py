@@ -23,7 +23,6 @@ import numpy as np
 
 from napari_noise2score import train
 from napari_noise2score.core.blind import (
-    SEARCHED,
     blind_search,
     default_grid,
     scaled_scores,
@@ -64,7 +63,7 @@ def classical(noisy, noise: NoiseParams) -> float | None:
 
 
 def run_model(name, noise, clean, noisy, factor, steps, seed) -> dict:
-    parameter = SEARCHED[noise.model]
+    parameter = noise.kind.searched
     true = getattr(noise, parameter)
     trained = true * factor
     t0 = time.perf_counter()

@@ -90,7 +90,7 @@ def test_simulation_statistics_and_no_clipping():
 @pytest.mark.parametrize(
     "params, message",
     [
-        (dict(model="gaussian"), "needs --sigma"),
+        (dict(model="gaussian"), "needs the sigma parameter"),
         (dict(model="gaussian", sigma=0.0), "sigma must be > 0"),
         (dict(model="gaussian", sigma=-1.0), "sigma must be > 0"),
         (dict(model="gamma", shape=1.0), "k must be > 1"),

@@ -276,7 +276,7 @@ def test_train_fields_follow_train_config(make_napari_viewer):
     place only."""
     from dataclasses import fields, replace
 
-    from napari_noise2score.core.config import LIMITS, TrainConfig
+    from napari_noise2score.core.config import LIMITS, NOT_EXPOSED, TrainConfig
     from napari_noise2score.widgets.train_widget import NOT_SHOWN, ZERO_IS_AUTO
 
     train_w = TrainWidget(make_napari_viewer())
@@ -284,6 +284,7 @@ def test_train_fields_follow_train_config(make_napari_viewer):
     assert set(train_w.fields) | set(NOT_SHOWN) == names
     assert not set(train_w.fields) & set(NOT_SHOWN)
     assert all(isinstance(why, str) and why for why in NOT_SHOWN.values())
+    assert set(NOT_EXPOSED) <= set(NOT_SHOWN)  # what no front end sets, the widget hides
     assert train_w.config() == TrainConfig().validate()  # no layer: no axes
     for name, (lo, hi) in LIMITS.items():
         if name not in train_w.fields:

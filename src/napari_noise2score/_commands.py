@@ -127,6 +127,8 @@ def train(
     gain: float | None = None,
     shape: float | None = None,
     offset: float = 0.0,
+    mixed_mode: str = "gaussian-then-poisson",
+    transform: str | None = None,
     axes: str | None = None,
     max_seconds: float | None = 120.0,
     max_steps: int | None = None,
@@ -134,30 +136,31 @@ def train(
     device: str = "auto",
     width: int | None = None,
     depth: int | None = None,
+    decorrelate: int | None = None,
     patch_size: int = 64,
     batch_size: int = 16,
+    learning_rate: float = 1e-3,
     series: int | None = None,
     init: str = "auto",
 ) -> str:
     """Train on image files (files, folders, globs) and save the model to ``output``.
 
-    ``noise`` None: estimated ("auto"), unless the parameters given name a model (sigma
-    alone: gaussian; gain: poisson; both: poisson-gaussian; shape: gamma). ``series``
-    chooses the image series of TIFFs that hold several. ``init``: "pretrained" (fine-tune
-    the shipped prior), "scratch", a model file, or "auto" (the prior when the noise is in
-    its range). Returns the model file's path.
+    The options are TrainConfig's (the same defaults; a test checks). ``noise`` None:
+    estimated ("auto"), unless the parameters given name a model (sigma alone: gaussian;
+    gain: poisson; both: poisson-gaussian; shape: gamma). ``transform`` None: chosen for
+    the noise. ``series`` chooses the image series of TIFFs that hold several. ``init``:
+    "pretrained" (fine-tune the shipped prior), "scratch", a model file, or "auto" (the
+    prior when the noise is in its range). Returns the model file's path.
     """
     from dataclasses import replace
 
     from .api import make_config
     from .api import train as _train
     from .batch import check_model_output, expand_inputs
+    from .core.config import TRAIN_OPTIONS
     from .io.lazy import open_lazy, training_planes
 
-    config = make_config(noise=noise, sigma=sigma, gain=gain, shape=shape, offset=offset,
-                         axes=axes, max_seconds=max_seconds, max_steps=max_steps, seed=seed,
-                         device=device, width=width, depth=depth, patch_size=patch_size,
-                         batch_size=batch_size, init=init)
+    config = make_config(**{k: v for k, v in locals().items() if k in TRAIN_OPTIONS})
     paths = expand_inputs(_paths(inputs))
     check_model_output(output, config, paths)
     images = [training_planes(*open_lazy(p, axes, series)) for p in paths]

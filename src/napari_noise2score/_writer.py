@@ -15,7 +15,7 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer plane by plane (float32) to .tif/.tiff or .zarr."""
     from pathlib import Path
 
-    from .core.layout import PlaneLayout, read_window
+    from .core.layout import PlaneLayout
     from .core.stack import check_axes
     from .io.chunked_writer import check_output, write_planes
 
@@ -23,10 +23,8 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     layout = PlaneLayout(tuple(data.shape), axes)
     source = (meta.get("metadata") or {}).get("path")
     check_output(Path(path), int(data.size) * 4, [Path(source)] if source else [])
-    transpose = axes.index("Y") > axes.index("X")
     full = (slice(None), slice(None))
-    planes = (read_window(data, layout.source_index(i, *full), transpose).astype("float32")
-              for i in layout.plane_indices())
+    planes = (layout.read(data, i, *full).astype("float32") for i in layout.plane_indices())
     write_planes(path, planes, layout.stack_shape, layout.plane_shape, layout.planes_axes)
     return [path]
 
@@ -40,11 +38,12 @@ def denoised_layer(
     import dask.array as da
 
     from .api import load_model
-    from .core.tiling import TiledDenoiser
+    from .core.inference import TiledDenoiser
+    from .core.layout import is_lazy
 
     if isinstance(model, str | os.PathLike):
         model = load_model(model)
-    if not hasattr(data, "compute"):
+    if not is_lazy(data):
         data = da.from_array(data)
     tiler = TiledDenoiser(model, data.shape, axes, None, tile, overlap)
     result = tiler.as_dask(data)

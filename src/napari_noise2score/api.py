@@ -15,16 +15,16 @@ from .core.blind import BlindResult
 from .core.config import AUTO, TrainConfig
 from .core.errors import Noise2ScoreError
 from .core.estimation import estimate_noise as _estimate
-from .core.inference import DEFAULT_TILE, ProgressFn, StopFn, denoise_array
+from .core.inference import ProgressFn, StopFn, TiledDenoiser, denoise_array
+from .core.layout import is_lazy
 from .core.model import Noise2ScoreModel
 from .core.noise import check_applicable, model_for
 from .core.stack import cast_result, check_axes, check_image, result_dtype, to_planes
-from .core.tiling import TiledDenoiser
 from .core.training import TrainProgress, train_model
 from .export.bioimageio import export_package
 from .io.lazy import open_lazy as _open
 from .io.lazy import training_planes
-from .pipeline import bind_to_files, is_dask, load_model
+from .pipeline import bind_to_files, load_model
 
 __all__ = ["bind_to_files", "blind_search", "denoise", "denoise_file", "estimate_noise",
            "export_bioimageio", "load_model", "make_config", "open_lazy", "train"]
@@ -43,14 +43,13 @@ def make_config(config: TrainConfig | None = None, **overrides) -> TrainConfig:
     if unknown:
         raise Noise2ScoreError(f"unknown training options: {', '.join(unknown)}")
     given = {k: overrides.get(k) for k in ("sigma", "gain", "shape")}
+    base = config or TrainConfig()
     if overrides.get("noise") is None:
         overrides.pop("noise", None)
-        base = config or TrainConfig()
         if base.noise == AUTO and model_for(**given):  # explicit parameters win over auto
             overrides["noise"] = model_for(**given)
-    config = replace(config or TrainConfig(), **overrides)
-    check_applicable(config.noise, **given)
-    return config.validate()
+    check_applicable(overrides.get("noise", base.noise), **given)
+    return replace(base, **overrides)  # validated on construction
 
 
 def train(
@@ -124,18 +123,17 @@ def denoise(
     with ``dtype="same"`` the input's type (integers rounded and clipped to its range).
 
     ``sigma``, ``gain`` and ``shape`` override the model's noise parameters; ``tile`` and
-    ``overlap`` default to 1024 (dask: from the available memory) and the network's
-    receptive field. A dask array
+    ``overlap`` default to what fits in the available memory and the network's receptive
+    field. A dask array
     gives a lazy dask array back (each tile is denoised when computed; ``progress`` and
     ``stop`` do not apply); any other array is denoised now.
     """
-    data = data if is_dask(data) else np.asarray(data)
+    data = data if is_lazy(data) else np.asarray(data)
     out_dtype = result_dtype(dtype, data.dtype)
     model, params = pipeline.bound_model(model, sigma, gain, shape, data, axes)
-    if is_dask(data):
+    if is_lazy(data):
         lazy = TiledDenoiser(model, data.shape, axes, params, tile, overlap).as_dask(data)
         return lazy.map_blocks(cast_result, out_dtype, dtype=out_dtype)
-    tile = DEFAULT_TILE if tile is None else tile
     result = denoise_array(model, data, axes, params, tile, overlap, progress, stop)
     return cast_result(result, out_dtype)
 
@@ -159,7 +157,7 @@ def blind_search(
     if not isinstance(model, Noise2ScoreModel):
         model = load_model(model)
     limit = blind.MAX_PIXELS if max_pixels is None else max_pixels
-    if is_dask(image):
+    if is_lazy(image):
         planes = training_planes(image, check_axes(axes, image.ndim), max_bytes=4 * limit)
     else:
         image = np.asarray(image)

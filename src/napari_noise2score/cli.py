@@ -28,9 +28,9 @@ from .batch.jobs import (
     is_finished,
     plan_jobs,
 )
-from .core.config import AUTO, DEVICES, TRANSFORMS, TrainConfig
+from .core.config import AUTO, DEVICES, TRAIN_OPTIONS, TRANSFORMS, TrainConfig
 from .core.errors import Noise2ScoreError
-from .core.noise import MIXED_MODES, NOISE_MODELS
+from .core.noise import GAUSSIAN, MIXED_MODES, NOISE_MODELS
 from .core.stack import DTYPES
 from .export.cli import add_export_parser, run_export
 from .gui import run_gui
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .n2s model, a bioimage.io package (.zip) exported by this plugin, "
                    "or 'pretrained': the shipped prior (Gaussian noise; give --sigma or let "
                    "--noise auto estimate it), no training")
-    p.add_argument("--noise", choices=(AUTO, "gaussian"), default=None,
+    p.add_argument("--noise", choices=(AUTO, GAUSSIAN.name), default=None,
                    help="with --model pretrained: 'auto' (the default) estimates the noise "
                    "from the inputs; 'gaussian' needs --sigma")
     p.add_argument("-o", "--output", type=Path, required=True,
@@ -218,15 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> TrainConfig:
     from .api import make_config
 
-    return make_config(
-        noise=args.noise, sigma=args.sigma, gain=args.gain, shape=args.shape, axes=args.axes,
-        offset=args.offset,
-        max_seconds=args.max_seconds, max_steps=args.max_steps, seed=args.seed,
-        device=args.device, mixed_mode=args.mixed_mode, patch_size=args.patch_size,
-        transform=None if args.transform == AUTO else args.transform,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, width=args.width,
-        depth=args.depth, decorrelate=args.decorrelate, init=args.init,
-    )
+    options = {name: getattr(args, name) for name in TRAIN_OPTIONS if name != "transform"}
+    return make_config(**options, transform=None if args.transform == AUTO else args.transform)
 
 
 def _train_with_bar(images, config: TrainConfig):
@@ -408,7 +401,7 @@ def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
     sample of all inputs) and intensity scale; a noise-conditioned model told --sigma."""
     from .pipeline import bind_to_files
 
-    if args.noise == "gaussian" and args.sigma is None:
+    if args.noise == GAUSSIAN.name and args.sigma is None:
         raise Noise2ScoreError("--noise gaussian needs --sigma")
     model, line = bind_to_files(model, paths, args.axes, args.series, args.sigma, args.gain,
                                 args.shape)
@@ -419,9 +412,9 @@ def _bind_prior(model, paths: Sequence[Path], args: argparse.Namespace):
 
 def _blind_parameter(model, paths: Sequence[Path], args: argparse.Namespace) -> None:
     """Find the noise parameter on a bounded sample of all inputs; print it; use it."""
-    from .core.blind import MAX_PIXELS, SEARCHED, find_parameter
+    from .core.blind import MAX_PIXELS, find_parameter
 
-    name = SEARCHED[model.config.noise]
+    name = model.config.kind.searched
     if getattr(args, name) is not None:
         raise Noise2ScoreError(f"give either --{name} or --blind, not both")
     budget = 4 * MAX_PIXELS // len(paths)

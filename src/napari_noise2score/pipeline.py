@@ -22,11 +22,11 @@ import torch
 from .core import prior
 from .core.device import select_device
 from .core.errors import InputFileError, Noise2ScoreError, OutputError
-from .core.inference import ProgressFn, StopFn
+from .core.inference import ProgressFn, StopFn, TiledDenoiser
+from .core.layout import is_lazy
 from .core.model import Noise2ScoreModel
 from .core.noise import NoiseParams
 from .core.stack import check_axes, check_image, result_dtype, to_planes
-from .core.tiling import TiledDenoiser
 from .core.training import check_network_fits
 from .export.bioimageio import import_package, is_package
 from .io.calibration import read_calibration
@@ -52,15 +52,11 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreMode
     return Noise2ScoreModel.load(path, select_device(device))
 
 
-def is_dask(data) -> bool:
-    return type(data).__module__.startswith("dask.")
-
-
 def sample_planes(data, axes) -> list[np.ndarray]:
     """A bounded sample of the 2D planes of ``data`` (numpy or dask), for the noise."""
     if data is None:
         raise Noise2ScoreError("the pretrained prior needs the image to find its noise")
-    if is_dask(data):
+    if is_lazy(data):
         return list(training_planes(data, check_axes(axes, data.ndim), max_bytes=64 * 2**20))
     check_image(data)
     planes = to_planes(np.asarray(data), axes)[0]

@@ -19,7 +19,7 @@ from distributed import Client, wait
 from distributed import as_completed as dist_completed
 
 from ..core.errors import Cancelled, Noise2ScoreError
-from ..core.tiling import TiledDenoiser
+from ..core.inference import TiledDenoiser
 from ..io.calibration import read_calibration
 from ..io.chunked_writer import write_planes
 from ..io.lazy import open_lazy

@@ -29,11 +29,10 @@ import numpy as np
 
 from .errors import Noise2ScoreError
 from .inference import DEFAULT_TILE, predict_plane
+from .layout import sample_windows
 from .model import Noise2ScoreModel
-from .noise import tweedie
+from .noise import NoiseModel, noise_model, tweedie
 
-#: the parameter each noise model's search varies (Poisson-Gaussian: read noise, gain fixed)
-SEARCHED = {"gaussian": "sigma", "gamma": "shape", "poisson": "gain", "poisson-gaussian": "sigma"}
 MAX_PIXELS = 2_000_000
 GRID_SIZE = 41
 GRID_SPAN = 4.0  # default grid: training value / 4 to training value * 4, geometric
@@ -72,23 +71,14 @@ def sample_planes(planes: Sequence[np.ndarray], max_pixels: int = MAX_PIXELS) ->
     if not planes or any(p.ndim != 2 or min(p.shape) < 1 for p in planes):
         raise Noise2ScoreError("the blind search needs non-empty 2D planes")
     per = max(max_pixels // len(planes), max_pixels // 16, 64 * 64)
-    keep = max(1, min(len(planes), max_pixels // per))
-    picks = np.unique(np.linspace(0, len(planes) - 1, keep).round().astype(int))
-    out = []
-    for i in picks:
-        p = planes[i]
-        h, w = p.shape
-        ch = min(h, int(math.sqrt(per))) if h * w > per else h
-        cw = min(w, per // ch)
-        y0, x0 = (h - ch) // 2, (w - cw) // 2
-        out.append(p[y0 : y0 + ch, x0 : x0 + cw])
-    return out
+    return [planes[i][ys, xs] for i, ys, xs in
+            sample_windows([p.shape for p in planes], max_pixels // per, per)]
 
 
 def default_grid(model: Noise2ScoreModel, parameter: str, size: int = GRID_SIZE) -> np.ndarray:
     """A geometric grid around the model's training value (input units)."""
     centre = getattr(model.config, parameter)
-    if parameter == "sigma" and model.config.noise == "poisson-gaussian":
+    if parameter == model.config.kind.searched and model.config.kind.read_noise_search:
         # read noise may be anything from none to several counts' worth
         top = max(4 * (centre or 0.0), 2 * model.config.gain)
         return np.linspace(0.0, top, size)
@@ -107,7 +97,7 @@ def check_grid(model: Noise2ScoreModel, parameter: str, grid: Sequence[float]) -
     if values.size == 0 or not np.all(np.isfinite(values)):
         raise Noise2ScoreError("the blind-search grid must hold finite numbers")
     low = 1.0 if parameter == "shape" else 0.0
-    read_noise = parameter == "sigma" and model.config.noise == "poisson-gaussian"
+    read_noise = parameter == model.config.kind.searched and model.config.kind.read_noise_search
     bad = values[values < 0] if read_noise else values[values <= low]
     if bad.size:
         bound = ">= 0" if read_noise else f"> {low:g}"
@@ -120,29 +110,27 @@ def total_variation(x: np.ndarray) -> float:
     return float(np.abs(np.diff(x, axis=0)).sum() + np.abs(np.diff(x, axis=1)).sum())
 
 
-def _criterion_terms(model: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+def _criterion_terms(kind: NoiseModel, x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     """(TV, summed likelihood term, pixels in it) of one plane, in scaled intensities."""
     tv = total_variation(x)
-    if model == "gaussian":
+    if kind.likelihood is None:
         return tv, 0.0, x.size
     pos = x > 0
     xp, yp = x[pos].astype(np.float64), y[pos].astype(np.float64)
-    if model == "gamma":
-        ratio = yp / xp
-        return tv, float(np.sum(np.log(xp) + ratio + ratio * ratio)), int(pos.sum())
-    return tv, float(np.sum(xp - yp * np.log(xp))), int(pos.sum())
+    return tv, float(kind.likelihood(xp, yp)), int(pos.sum())
 
 
 def quality(model: str, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> float:
     """Criterion Q over planes (lower is better): per-pixel TV, plus for Poisson types
     0.1 TV + mean(x - y log x), and for Gamma TV + mean(log x + y/x + (y/x)^2), on x > 0."""
-    terms = [_criterion_terms(model, x, y) for x, y in zip(xs, ys, strict=True)]
+    kind = noise_model(model)
+    terms = [_criterion_terms(kind, x, y) for x, y in zip(xs, ys, strict=True)]
     pixels = sum(x.size for x in xs)
     tv = sum(t[0] for t in terms) / pixels
-    if model == "gaussian":
+    if kind.likelihood is None:
         return tv
     like = sum(t[1] for t in terms) / max(sum(t[2] for t in terms), 1)
-    return (tv if model == "gamma" else 0.1 * tv) + like
+    return kind.tv_weight * tv + like
 
 
 def _check_model(model: Noise2ScoreModel, noise: str | None, parameter: str | None) -> str:
@@ -153,7 +141,7 @@ def _check_model(model: Noise2ScoreModel, noise: str | None, parameter: str | No
             "blind search does not apply to an Anscombe-transform model: the transform "
             "fixes the noise (std 1) at training; train again with other noise parameters"
         )
-    allowed = SEARCHED[model.config.noise]
+    allowed = model.config.kind.searched
     if parameter is not None and parameter != allowed:
         raise Noise2ScoreError(
             f"a {model.config.noise} model's blind search varies {allowed}, not {parameter}"
@@ -197,7 +185,7 @@ def blind_search(
     q = sweep(model, parameter, values, ys, scores)
     best = int(np.nanargmin(q))
     return BlindResult(parameter, float(values[best]),
-                       "search (" + _CRITERIA[model.config.noise] + ")",
+                       "search (" + model.config.kind.criterion + ")",
                        tuple(float(v) for v in values), tuple(float(v) for v in q),
                        time.perf_counter() - start, sum(p.size for p in sample))
 
@@ -226,11 +214,6 @@ def sweep(
     return q
 
 
-_CRITERIA = {"gaussian": "total variation", "gamma": "TV + Gamma likelihood",
-             "poisson": "0.1 TV + Poisson likelihood",
-             "poisson-gaussian": "0.1 TV + Poisson likelihood"}
-
-
 def score_estimate(
     model: Noise2ScoreModel,
     planes: Sequence[np.ndarray],
@@ -249,7 +232,7 @@ def score_estimate(
     """
     start = time.perf_counter()
     parameter = _check_model(model, noise, None)
-    if model.config.noise not in ("gaussian", "gamma"):
+    if not model.config.kind.score_estimable:
         raise Noise2ScoreError(
             "the score-based estimate is implemented for Gaussian and Gamma models; "
             "use the grid search for Poisson-type models"
@@ -266,7 +249,7 @@ def score_estimate(
         d_score = model.score(moved, predict_plane(model.net, moved, tile, overlap)) - score
         with np.errstate(divide="ignore", invalid="ignore"):
             v = -delta.astype(np.float64) / d_score - s2
-        if model.config.noise == "gamma":
+        if model.config.kind.relative:
             keep = y > 0.1 * float(np.median(y))
             v = v[keep] / np.square(y[keep].astype(np.float64))
         ratios.append(v[np.isfinite(v)].ravel())
@@ -282,7 +265,7 @@ def score_estimate(
 def _delta(model: Noise2ScoreModel, y: np.ndarray) -> float:
     """Finite-difference step: a tenth of the training noise std (scaled intensities)."""
     cfg = model.config
-    if cfg.noise == "gaussian":
+    if not cfg.kind.relative:
         return 0.1 * cfg.sigma / model.scale
     return 0.1 * float(np.mean(np.abs(y))) / math.sqrt(cfg.shape)
 

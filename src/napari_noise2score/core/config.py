@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import Noise2ScoreError
 from .estimation import NoiseEstimate
-from .noise import MIXED_MODES, NoiseParams
+from .noise import MIXED_MODES, NOISE_TYPES, NoiseModel, NoiseParams
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTO = "auto"
@@ -39,7 +39,7 @@ class TrainConfig:
     over the 8 flips and quarter turns of each tile: 8 forward passes; ``None``: only for
     inputs of at most ``inference.TTA_AUTO_PIXELS``) act at denoising and can be changed on
     a trained model (``Noise2ScoreModel.with_options``). Network and batch
-    sizes must lie in ``LIMITS`` (checked by ``validate``, also when a model is loaded).
+    sizes must lie in ``LIMITS``. Every setting is checked on construction (``validate``).
     ``init`` is where training starts: ``pretrained`` (fine-tune the shipped prior,
     ``prior.py``), ``scratch``, a model file's path, or ``auto`` (the prior when the noise is
     in its range, else scratch). ``network`` is ``plain`` or ``conditioned`` (the prior's
@@ -74,6 +74,9 @@ class TrainConfig:
     init: str = AUTO
     network: str = "plain"
 
+    def __post_init__(self) -> None:
+        self.validate()  # every TrainConfig (and every ``replace`` of one) is valid
+
     def with_estimate(self, estimate: NoiseEstimate) -> TrainConfig:
         """A copy whose noise model and parameters are those of ``estimate`` (and, unless set,
         the decorrelating stride its noise correlation calls for)."""
@@ -86,8 +89,13 @@ class TrainConfig:
         return NoiseParams(self.noise, self.sigma, self.gain, self.shape)
 
     @property
+    def kind(self) -> NoiseModel | None:
+        """The noise family (None while the noise is "auto", to be estimated)."""
+        return NOISE_TYPES.get(self.noise) if isinstance(self.noise, str) else None
+
+    @property
     def poisson_type(self) -> bool:
-        return self.noise in ("poisson", "poisson-gaussian")
+        return self.kind is not None and self.kind.counts
 
     @property
     def anscombe(self) -> bool:
@@ -178,3 +186,17 @@ class TrainConfig:
         if unknown:
             raise Noise2ScoreError(f"unknown configuration keys: {', '.join(unknown)}")
         return cls(**values)
+
+
+#: Fields no front end sets for training (tuned internals, and ``tta``, a denoising
+#: option), and why: the CLI's and the npe2 command's training options are the others (the
+#: Train widget hides these and a few more, ``widgets.train_widget.NOT_SHOWN``).
+NOT_EXPOSED = {
+    "tta": "a denoising option, set where denoising is",
+    "antithetic": "a variance-reduction detail of the loss; always on",
+    "unshuffle": "sized for the device (TrainConfig.resolved)",
+    "sigma_a_max": "the annealing schedule follows the noise level (TrainConfig.resolved)",
+    "sigma_a_min": "the annealing schedule follows the noise level (TrainConfig.resolved)",
+    "network": "follows init: fine-tuning the prior keeps its noise-conditioned network",
+}
+TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name not in NOT_EXPOSED)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .errors import Noise2ScoreError
+from .layout import sample_windows
 from .noise import NoiseParams
 
 WINDOW = 8  # window side, in 2x2 blocks (16 x 16 pixels)
@@ -218,8 +219,8 @@ def _sample_planes(images, max_planes: int) -> list[np.ndarray]:
         planes.extend(image.reshape((-1,) + image.shape[-2:]))
     if not planes:
         raise Noise2ScoreError("no image to estimate noise from")
-    step = max(1, len(planes) // max_planes)
-    planes = planes[::step][:max_planes]
+    windows = sample_windows([p.shape for p in planes], max_planes, spread=False)
+    planes = [planes[i] for i, _, _ in windows]  # every n-th plane, from the first
     if any(not np.all(np.isfinite(p)) for p in planes):
         raise Noise2ScoreError("the image contains NaN or infinite values")
     return planes

@@ -28,7 +28,9 @@ from .config import AUTO, INITS, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .model import Noise2ScoreModel
+from .patches import PatchSampler, choose_patch
 from .score import score_from_residual, to_network_units, training_domain
+from .updates import TrainDone, TrainNote, TrainProgress
 
 #: Fine-tuning learning rate over the configured (from-scratch) one.
 LR_FACTOR = 0.2
@@ -102,7 +104,7 @@ def _model_file_start(path: str, config: TrainConfig) -> Noise2ScoreModel:
     noise = {k: getattr(config, k) for k in ("sigma", "gain", "shape")}
     if model.config.count_domain and noise["gain"] != model.config.gain:
         noise["gain"] = model.config.gain  # the count domain is fixed by the model's gain
-    return replace(model, config=replace(model.config, **noise).validate())
+    return replace(model, config=replace(model.config, **noise))
 
 
 def split_holdout(planes: Sequence[np.ndarray], patch: int) -> tuple[list, list]:
@@ -172,8 +174,6 @@ def iter_finetune(
     """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
     ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
     then TrainDone with the best network measured (its steps and seconds: this run's)."""
-    from .training import PatchSampler, TrainDone, TrainNote, TrainProgress, choose_patch
-
     device = select_device(config.device)
     model = start.to(device)
     net = copy.deepcopy(model.net).to(device)
@@ -243,7 +243,7 @@ def iter_finetune(
                   sigma=model.config.sigma, gain=model.config.gain, shape=model.config.shape,
                   offset=model.config.offset,
                   sigma_a_max=model.config.sigma_a_max, sigma_a_min=model.config.sigma_a_min)
-    done = replace(model, config=cfg.validate(), net=net, steps=step,
+    done = replace(model, config=cfg, net=net, steps=step,
                    seconds=time.perf_counter() - started)
     yield TrainDone(done.to(device), stopped)
 

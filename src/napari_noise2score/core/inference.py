@@ -1,23 +1,34 @@
-"""Denoising: the network's score over large tiles, then Tweedie's formula."""
+"""Denoising: the network's score, then Tweedie's formula, tile by tile (``TiledDenoiser``,
+the one tiling path) on any array-like that slices like NumPy (in memory, dask, zarr, a
+memory-mapped ``.npy``): one tile plus its halo is read and held at a time. Tiles start on
+the network's pooling grid and their halo covers the receptive field and the local mean's
+reach, so the result equals whole-plane inference to float tolerance.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 
+import dask.array as da
 import numpy as np
+import psutil
 import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from .errors import Cancelled, Noise2ScoreError
+from .layout import PlaneLayout
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams, tweedie
-from .stack import check_image, from_planes, to_planes
+from .stack import check_axes, check_image, from_planes
 
 DEFAULT_TILE = 1024
 #: Std, in pixels, of the Gaussian over which the denoised image keeps the data's mean.
 MEAN_RADIUS = 8.0
+#: Pixels the local-mean filter reaches (scipy's Gaussian kernel, truncated at 4 std).
+MEAN_REACH = int(4.0 * MEAN_RADIUS + 0.5)
 
 
 #: With ``tta=None`` (auto), inputs of at most this many pixels (all planes together) are
@@ -137,18 +148,29 @@ def predict_plane(
         raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
     m = net.multiple
     tile, overlap = -(-tile // m) * m, -(-overlap // m) * m
-    device = next(net.parameters()).device
-    h, w = plane.shape
-    out = np.empty((h, w), dtype=np.float32)
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
-            yb, xb = min(y1 + overlap, h), min(x1 + overlap, w)
-            block = torch.from_numpy(np.ascontiguousarray(plane[ya:yb, xa:xb], np.float32))
-            res = _block_output(net, block[None, None].to(device), tta)[0, 0].float().cpu()
-            out[y0:y1, x0:x1] = res.numpy()[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    out = np.empty(plane.shape, dtype=np.float32)
+    for window in tile_grid(*plane.shape, tile):
+        (y0, y1, x0, x1), (ya, yb, xa, xb) = window, haloed(window, overlap, plane.shape)
+        res = network_on(net, plane[ya:yb, xa:xb], tta)
+        out[y0:y1, x0:x1] = res[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
     return out
+
+
+@torch.inference_mode()
+def network_on(net: ScoreUNet, plane: np.ndarray, tta: bool = False) -> np.ndarray:
+    """The network's output on one 2D array in one forward pass (8 with ``tta``), float32."""
+    block = torch.from_numpy(np.ascontiguousarray(plane, np.float32))
+    block = block[None, None].to(next(net.parameters()).device)
+    return _block_output(net, block, tta)[0, 0].float().cpu().numpy()
+
+
+def haloed(window: tuple[int, int, int, int], overlap: int,
+           shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The core window (y0, y1, x0, x1) grown by ``overlap`` on every side, inside the plane
+    of ``shape``: (ya, yb, xa, xb)."""
+    y0, y1, x0, x1 = window
+    h, w = shape
+    return max(y0 - overlap, 0), min(y1 + overlap, h), max(x0 - overlap, 0), min(x1 + overlap, w)
 
 
 def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> NoiseParams:
@@ -163,18 +185,16 @@ def denoise_plane(
     model: Noise2ScoreModel,
     plane: np.ndarray,
     scaled: NoiseParams,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
 ) -> np.ndarray:
-    """Denoise one 2D plane (input units in, float32 input units out), with the model's
-    mixed-noise mode and test-time augmentation setting (``model.config``).
+    """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
+    with the model's mixed-noise mode and test-time augmentation setting (``model.config``).
 
     Every step after the network is pointwise, so denoising a region and cropping it gives
     the same pixels as denoising the whole plane, as long as the network's output agrees.
     """
     plane = np.asarray(plane)
     y = model.to_scaled(plane)
-    score = model.score(y, predict_plane(model.net, y, tile, overlap, model.config.tta))
+    score = model.score(y, network_on(model.net, y, model.config.tta))
     x = model.from_scaled(tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode))
     # in input units: after the Anscombe route's non-linear inverse too (docs/algorithm.md)
     out = preserve_local_mean(plane.astype(np.float32), x)
@@ -213,27 +233,173 @@ def denoise_array(
     data: np.ndarray,
     axes: str | None = None,
     noise: NoiseParams | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     overlap: int | None = None,
     progress: ProgressFn | None = None,
     stop: StopFn | None = None,
 ) -> np.ndarray:
-    """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units.
-
-    ``noise`` overrides the model's noise parameters (same noise model, input units).
-    ``stop`` is polled between planes; when it returns True, ``Cancelled`` is raised.
+    """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units,
+    with ``TiledDenoiser`` and its defaults. ``noise`` overrides the model's noise parameters
+    (same noise model, input units). ``progress(tiles_done, tiles_total)`` is called after
+    each tile; ``stop`` is polled before each: when it returns True, ``Cancelled`` is raised.
     """
     data = np.asarray(data)
     check_image(data)
-    planes, axes = to_planes(data, axes)
-    scaled = scaled_noise(model, noise)
-    model = model.with_options(tta=resolve_tta(model.config.tta, planes.size))
-    model.net.eval()
-    out = np.empty(planes.shape, dtype=np.float32)
-    for i, plane in enumerate(planes):
-        if stop is not None and stop():
-            raise Cancelled("denoising stopped")
-        out[i] = denoise_plane(model, plane, scaled, tile, overlap)
-        if progress is not None:
-            progress(i + 1, len(planes))
+    axes = check_axes(axes, data.ndim)
+    tiler = TiledDenoiser(model, data.shape, axes, noise, tile, overlap)
+    out = np.empty((math.prod(tiler.layout.stack_shape), *tiler.layout.plane_shape), np.float32)
+    for i, plane in enumerate(tiler.iter_planes(data, progress, stop)):
+        out[i] = plane
     return from_planes(out, data.shape, axes)
+
+
+#: Bytes of activations per input pixel of the default CPU network (width 24, depth 3,
+#: unshuffle 2): peak resident memory growth of one forward pass, measured 175 at 1024 x 1024
+#: and 159 at 2048 x 2048 (docs/algorithm.md).
+MEASURED_BYTES_PER_PIXEL = 175
+#: At most this much memory goes to one tile's forward pass when the tile size is automatic.
+TILE_MEMORY_CAP = 384 * 2**20
+MAX_TILE = 4096
+
+
+def _bytes_per_pixel(net: ScoreUNet) -> float:
+    """Memory per input pixel: activations scaled from the measured default-network figure
+    by channels x resolution, plus the float32 planes of the Tweedie step."""
+    widths = [net.head[0].out_channels * min(2**i, 4) for i in range(net.depth + 1)]
+    load = sum(w / 4**i for i, w in enumerate(widths)) / net.unshuffle**2
+    reference = (24 + 48 / 4 + 96 / 16 + 96 / 64) / 4  # the default CPU network
+    return MEASURED_BYTES_PER_PIXEL * load / reference + 32
+
+
+def choose_tile(net: ScoreUNet, overlap: int, memory: int | None = None) -> int:
+    """The largest tile (a multiple of the network's) whose forward pass, halo included, fits
+    in ``memory`` bytes (default: a quarter of the available memory, at most 384 MiB; on a
+    CUDA device, a quarter of its free memory)."""
+    if memory is None:
+        device = next(net.parameters()).device
+        if device.type == "cuda":
+            memory = torch.cuda.mem_get_info(device)[0] // 4
+        else:
+            memory = min(psutil.virtual_memory().available // 4, TILE_MEMORY_CAP)
+    m = net.multiple
+    side = int(math.sqrt(max(memory, 0) / _bytes_per_pixel(net))) - 2 * overlap
+    return int(min(max(side // m * m, 4 * m), MAX_TILE))
+
+
+#: More tiles than this in one plane are refused before the grid is made (it would fill the
+#: memory): 4 Mi tiles of the default 1024 pixels are a plane of 4 Tpx.
+MAX_TILES_PER_PLANE = 2**22
+
+
+def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Core windows (y0, y1, x0, x1) covering a plane; starts are multiples of ``tile``."""
+    return [(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
+            for y0 in range(0, height, tile) for x0 in range(0, width, tile)]
+
+
+class TiledDenoiser:
+    """Denoise an array-like of any layout plane by plane, one haloed tile at a time.
+
+    The halo (``overlap``) defaults to the network's receptive field plus the reach of the
+    local-mean filter, so that tiles give the whole-plane result to float tolerance.
+    """
+
+    def __init__(
+        self,
+        model: Noise2ScoreModel,
+        shape: tuple[int, ...],
+        axes: str | None = None,
+        noise: NoiseParams | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        memory: int | None = None,
+    ) -> None:
+        net = model.net
+        m = net.multiple
+        #: whether tiles are averaged over the 8 flips and turns (auto: by the input's size)
+        self.tta = resolve_tta(model.config.tta, math.prod(shape))
+        self.model = model.with_options(tta=self.tta)
+        self.layout = PlaneLayout(tuple(shape), check_axes(axes, len(shape)))
+        self.scaled = scaled_noise(model, noise)
+        if overlap is None:  # the network's field, and the local mean's reach beyond it
+            overlap = default_overlap(net) + -(-MEAN_REACH // m) * m
+        if overlap < 0 or (tile is not None and tile < 1):
+            raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
+        if memory is not None and not memory > 0:
+            raise Noise2ScoreError(f"the memory for a tile must be > 0, got {memory} bytes")
+        self.overlap = -(-overlap // m) * m
+        h, w = self.layout.plane_shape
+        if tile is None:  # from memory, then evened out so no tile is a thin remainder
+            longest = max(h, w)
+            tile = -(-longest // -(-longest // choose_tile(net, self.overlap, memory)))
+        self.tile = -(-tile // m) * m
+        n_tiles = -(-h // self.tile) * -(-w // self.tile)
+        if n_tiles > MAX_TILES_PER_PLANE:  # a damaged header, most likely: fail, fast
+            raise Noise2ScoreError(
+                f"a plane of {h} x {w} pixels would be {n_tiles} tiles of {self.tile}; give "
+                "a larger tile (or check the file: its header may be damaged)")
+        self.grid = tile_grid(h, w, self.tile)
+        model.net.eval()
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles in the whole array (the unit of progress and of stopping)."""
+        return len(self.grid) * math.prod(self.layout.stack_shape)
+
+    def denoise_tile(self, source, stack_index: tuple[int, ...], window) -> np.ndarray:
+        """The denoised core window (y0, y1, x0, x1) of one plane, float32, input units."""
+        y0, y1, x0, x1 = window
+        ya, yb, xa, xb = haloed(window, self.overlap, self.layout.plane_shape)
+        region = self.layout.read(source, stack_index, slice(ya, yb), slice(xa, xb))
+        check_image(region, name="input")
+        out = denoise_plane(self.model, region, self.scaled)
+        return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+
+    def iter_planes(
+        self,
+        source,
+        progress: ProgressFn | None = None,
+        stop: StopFn | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield each denoised plane (Y, X) in stack C order; ``stop`` is polled before each
+        tile (raising ``Cancelled``) and ``progress(tiles_done, tiles_total)`` after each."""
+        h, w = self.layout.plane_shape
+        done, total = 0, self.n_tiles
+        for stack_index in self.layout.plane_indices():
+            plane = np.empty((h, w), dtype=np.float32)
+            for window in self.grid:
+                if stop is not None and stop():
+                    raise Cancelled("denoising stopped")
+                y0, y1, x0, x1 = window
+                plane[y0:y1, x0:x1] = self.denoise_tile(source, stack_index, window)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            yield plane
+
+    def as_dask(self, source):
+        """A lazy dask array in the source's layout: each chunk (one tile of one plane) is
+        denoised only when computed, e.g. when napari shows it."""
+        layout = self.layout
+        chunks = []
+        for axis, size in enumerate(layout.shape):
+            letter = layout.axes[axis]
+            if letter in "YX":
+                chunks.append(tuple(min(self.tile, size - s) for s in range(0, size, self.tile)))
+            else:
+                chunks.append((1,) * size)
+        y_axis, x_axis = layout.axes.index("Y"), layout.axes.index("X")
+        stack_axes = layout.order[:-2]
+
+        def block(block_info=None) -> np.ndarray:
+            (loc,) = [v["array-location"] for k, v in block_info.items() if k is None]
+            stack_index = tuple(loc[a][0] for a in stack_axes)
+            window = (*loc[y_axis], *loc[x_axis])
+            out = self.denoise_tile(source, stack_index, window)
+            shape = [1] * len(layout.shape)
+            shape[y_axis], shape[x_axis] = out.shape
+            return (out.T if layout.transposed else out).reshape(shape)
+
+        return da.map_blocks(block, chunks=tuple(chunks), dtype=np.float32,
+                             meta=np.empty((0,) * len(layout.shape), np.float32))
+

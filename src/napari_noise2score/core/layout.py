@@ -1,14 +1,20 @@
-"""How an nD array splits into 2D planes, and reading one 2D window of it (numpy only:
-io reads training samples with it without loading torch)."""
+"""How an nD array splits into 2D planes, reading one 2D window of it, the one plane
+sampler and the one laziness test (numpy only: io reads training samples with it without
+loading torch)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InputFileError, Noise2ScoreError
+
+
+def is_lazy(data) -> bool:
+    """Whether ``data`` is a lazy array (dask: computed when asked), not one in memory."""
+    return type(data).__module__.startswith("dask.") and hasattr(data, "compute")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,15 @@ class PlaneLayout:
         """Stack indices of every plane, in C order."""
         yield from np.ndindex(*self.stack_shape) if self.stack_shape else iter([()])
 
+    @property
+    def transposed(self) -> bool:
+        """Whether X comes before Y in the source (its windows are read transposed)."""
+        return self.axes.index("Y") > self.axes.index("X")
+
+    def read(self, source, stack_index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
+        """One plane's (ys, xs) window of ``source``, (Y, X) (``read_window``)."""
+        return read_window(source, self.source_index(stack_index, ys, xs), self.transposed)
+
     def source_index(self, stack_index: tuple[int, ...], ys: slice, xs: slice) -> tuple:
         """The index into the source array for one plane's (ys, xs) window."""
         index: list[int | slice] = [0] * len(self.shape)
@@ -53,7 +68,7 @@ def read_window(source, index: tuple, transpose: bool) -> np.ndarray:
     """Read one 2D window (Y, X) from an array-like; read failures become InputFileError."""
     try:
         block = source[index]
-        if hasattr(block, "compute"):
+        if is_lazy(block):
             block = block.compute(scheduler="synchronous")
         block = np.asarray(block)
     except Noise2ScoreError:
@@ -63,3 +78,27 @@ def read_window(source, index: tuple, transpose: bool) -> np.ndarray:
             f"cannot read the input (truncated or corrupt?): {type(exc).__name__}: {exc}"
         ) from None
     return block.T if transpose else block
+
+
+def crop_side(h: int, w: int, pixels: int) -> tuple[int, int]:
+    """The (height, width) of the centre crop of an h x w plane to at most ``pixels``."""
+    ch = min(h, int(np.sqrt(pixels))) if h * w > pixels else h
+    return ch, min(w, pixels // ch)
+
+
+def sample_windows(shapes: Sequence[tuple[int, int]], keep: int, pixels: int | None = None,
+                   spread: bool = True) -> list[tuple[int, slice, slice]]:
+    """The one plane sampler: (plane index, ys, xs) for ``keep`` of the planes of ``shapes``,
+    evenly spaced from first to last (``spread``; else every n-th from the first), each
+    window the centre crop to at most ``pixels`` pixels when given (all of it when not)."""
+    n = len(shapes)
+    keep = max(1, min(n, keep))
+    picks = (np.unique(np.linspace(0, n - 1, keep).round().astype(int)) if spread
+             else range(0, n, max(1, n // keep))[:keep])
+    out = []
+    for i in picks:
+        h, w = shapes[i]
+        ch, cw = crop_side(h, w, pixels) if pixels is not None else (h, w)
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        out.append((int(i), slice(y0, y0 + ch), slice(x0, x0 + cw)))
+    return out

@@ -18,7 +18,7 @@ from ..io.atomic import atomic_output
 from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ConditionedUNet, ScoreUNet
-from .noise import NoiseParams, check_applicable
+from .noise import GAUSSIAN, NoiseParams, check_applicable
 from .score import (
     from_network_units,
     score_from_residual,
@@ -120,7 +120,7 @@ class Noise2ScoreModel:
     def for_noise(self, sigma: float) -> Noise2ScoreModel:
         """A copy of a noise-conditioned model for Gaussian noise of std ``sigma`` (input
         units), with its own copy of the network (whose noise channel it sets)."""
-        config = replace(self.config, sigma=float(sigma)).validate()
+        config = replace(self.config, sigma=float(sigma))
         return replace(self, config=config, net=copy.deepcopy(self.net))
 
     @property
@@ -147,7 +147,7 @@ class Noise2ScoreModel:
         """The noise Tweedie's step assumes, in scaled network units, for ``params`` (input
         units): Gaussian of std 1 before scaling after the Anscombe transform."""
         if self.config.anscombe:
-            return NoiseParams("gaussian", sigma=1.0 / self.scale)
+            return NoiseParams(GAUSSIAN.name, sigma=1.0 / self.scale)
         return params.rescaled(self.scale)
 
     def score(self, y_scaled: np.ndarray, residual: np.ndarray) -> np.ndarray:
@@ -159,7 +159,7 @@ class Noise2ScoreModel:
     def with_options(self, mixed_mode: str | None = None, tta: bool | None = None):
         """The same trained network, denoising with another mixed-noise mode or TTA setting."""
         changes = {k: v for k, v in (("mixed_mode", mixed_mode), ("tta", tta)) if v is not None}
-        config = replace(self.config, **changes).validate()
+        config = replace(self.config, **changes)
         return replace(self, config=config)
 
     def noise_params(
@@ -249,7 +249,7 @@ class Noise2ScoreModel:
                 f"({payload.get('package_version')}); upgrade the plugin to read it"
             )
         try:
-            config = TrainConfig.from_dict(payload["config"]).validate()
+            config = TrainConfig.from_dict(payload["config"])
             _check_numbers(payload)
             net = build_network(config)
             net.load_state_dict(payload["state_dict"])

@@ -30,6 +30,7 @@ from .estimation import estimate_noise
 from .model import Noise2ScoreModel, package_version
 from .network import COND_REF as COND_REF  # the noise channel's unit, also here
 from .network import ConditionedUNet
+from .noise import GAUSSIAN, NOISE_TYPES, model_for, noise_model
 from .score import to_network_units
 from .stack import intensity_scale
 
@@ -43,6 +44,9 @@ TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 RATIO_RANGE = (0.25, 1.0)
 #: How a refusal ends (dropped where training falls back to scratch by itself).
 HINT = ": train a model from scratch instead (init=scratch)"
+#: The noise model the prior's network is trained for (Poisson-type noise comes to it as
+#: Gaussian noise after the Anscombe transform).
+NOISE = GAUSSIAN.name
 
 
 class PriorRangeError(Noise2ScoreError):
@@ -79,7 +83,7 @@ def check_noise_std(tau: float, what: str = "the noise std") -> float:
 def check_noise_model(noise: str, anscombe: bool = False) -> None:
     """Refuse, in one line, any noise model the prior does not serve (Poisson-type noise is
     served on the Anscombe route: Gaussian noise of std 1 after the transform)."""
-    if noise != "gaussian" and not anscombe:
+    if NOISE_TYPES.get(noise) is not GAUSSIAN and not anscombe:
         raise PriorRangeError(
             f"{noise} noise is outside the prior's range (Gaussian noise only){HINT}")
 
@@ -142,9 +146,9 @@ def prior_config(sigma: float, scale: float, arch: dict[str, int] | None = None,
     (input units) on data of intensity ``scale``; refuses noise outside the prior's range."""
     check_noise_std(sigma / scale)
     arch = arch or PRIOR_ARCH
-    values = {"noise": "gaussian", "sigma": float(sigma), "network": "conditioned",
+    values = {"noise": NOISE, "sigma": float(sigma), "network": "conditioned",
               "init": "pretrained", "decorrelate": 1, **arch, **options}
-    return TrainConfig(**values).validate()
+    return TrainConfig(**values)
 
 
 def model_from_net(net: ConditionedUNet, sigma: float, scale: float, steps: int = 0,
@@ -174,7 +178,7 @@ def anscombe_model(config, scale: float, **options):
     check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
     prior = load_prior()
     cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1,
-                  **prior.arch, **options).validate()
+                  **prior.arch, **options)
     return Noise2ScoreModel(config=cfg, net=prior.network(), scale=float(scale),
                             final_sigma_a=0.0, steps=int(prior.provenance.get("steps", 0)),
                             seconds=float(prior.provenance.get("seconds", 0.0)),
@@ -190,7 +194,7 @@ def unbound_model(device: str = "cpu"):
     to the data with ``bind`` before denoising."""
     prior = load_prior()
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
-                         **prior.arch).validate()
+                         **prior.arch)
     model = Noise2ScoreModel(config=config, net=prior.network(), scale=1.0, final_sigma_a=0.0,
                              steps=int(prior.provenance.get("steps", 0)),
                              seconds=float(prior.provenance.get("seconds", 0.0)),
@@ -199,7 +203,7 @@ def unbound_model(device: str = "cpu"):
 
 
 def is_unbound(model) -> bool:
-    return model.conditioned and model.config.noise == "auto"
+    return model.conditioned and model.config.noise == AUTO
 
 
 def bind(model, planes, sigma: float | None = None, gain: float | None = None,
@@ -209,26 +213,28 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
     route (input units; estimated from the planes when neither is given), at the planes'
     intensity scale. Returns (model, a line saying what noise it denoises)."""
     if shape is not None:
-        check_noise_model("gamma")
+        check_noise_model(model_for(shape=shape))
     how, noise = "given", None
     if gain is not None:
-        noise = {"noise": "poisson-gaussian" if sigma else "poisson", "gain": float(gain),
-                 "sigma": float(sigma) if sigma else None, "offset": float(offset)}
+        read = float(sigma) if sigma else None
+        noise = {"noise": model_for(sigma=read, gain=gain), "gain": float(gain),
+                 "sigma": read, "offset": float(offset)}
     elif sigma is None:
         estimate = estimate_noise([np.asarray(p)[None] for p in planes])
         if estimate.stride > 1:
             raise PriorRangeError("correlated noise is outside the prior's range (independent "
                                   f"noise only){HINT}")
-        check_noise_model(estimate.model, anscombe=estimate.model.startswith("poisson"))
+        kind = noise_model(estimate.model)
+        check_noise_model(estimate.model, anscombe=kind.counts)
         how = "estimated"
-        if estimate.model == "gaussian":
+        if kind is GAUSSIAN:
             sigma = float(estimate.sigma)
         else:
             noise = {"noise": estimate.model, "gain": float(estimate.gain),
                      "sigma": estimate.sigma, "offset": float(estimate.offset)}
     options = {"tta": model.config.tta, "mixed_mode": model.config.mixed_mode}
     if noise is not None:
-        config = TrainConfig(**noise, transform="anscombe", **options).validate()
+        config = TrainConfig(**noise, transform="anscombe", **options)
         scale = intensity_scale([to_network_units(config, np.asarray(p)) for p in planes])
         bound = anscombe_model(config, scale)
         bound.net = copy.deepcopy(model.net)

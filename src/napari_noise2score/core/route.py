@@ -26,7 +26,7 @@ def choose_transform(config: TrainConfig, stacks: Sequence[np.ndarray]) -> Train
     """
     if config.transform is not None:
         return config
-    return replace(config, transform="anscombe" if config.poisson_type else "none")
+    return replace(config, transform=config.kind.default_transform)
 
 
 def describe_route(config: TrainConfig) -> str:

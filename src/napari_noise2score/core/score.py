@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .anscombe import gat_forward, gat_inverse
 from .config import TrainConfig
-from .noise import NoiseParams
+from .noise import GAUSSIAN, NoiseParams
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -32,7 +32,7 @@ def training_domain(config: TrainConfig, scale: float) -> tuple[float, NoisePara
     transform the noise is Gaussian with std 1 before scaling.
     """
     if config.anscombe:
-        return 1.0, NoiseParams("gaussian", sigma=1.0 / scale)
+        return 1.0, NoiseParams(GAUSSIAN.name, sigma=1.0 / scale)
     domain = config.gain / scale if config.count_domain else 1.0
     return domain, config.noise_params.rescaled(scale).rescaled(domain)
 
@@ -75,14 +75,9 @@ def local_level(w: Array) -> Array:
 def variance(w: Array, noise_w: NoiseParams, sigma_a: float) -> Array | float:
     """Predicted noise variance at the local level of ``w`` (training domain), plus the
     perturbation's."""
-    s2 = sigma_a * sigma_a
-    if noise_w.model == "gaussian":
-        return noise_w.sigma**2 + s2
-    w = local_level(w)
-    if noise_w.model == "gamma":
-        return w.clip(min=1e-3) ** 2 / noise_w.shape + s2
-    read2 = (noise_w.sigma or 0.0) ** 2 if noise_w.model == "poisson-gaussian" else 0.0
-    return w.clip(min=0.0) + (0.5 + read2 + s2)
+    kind = noise_w.kind
+    level = local_level(w) if kind.signal_dependent else None
+    return kind.variance(level, noise_w, sigma_a * sigma_a)
 
 
 def score_from_residual(

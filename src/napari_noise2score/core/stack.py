@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import Noise2ScoreError
+from .layout import PlaneLayout
 
 AXIS_LETTERS = "TZCSQYX"
 #: Data types of a denoised result: float32, or the input's own ("same").
@@ -47,17 +48,14 @@ def to_planes(data: np.ndarray, axes: str | None = None) -> tuple[np.ndarray, st
     """View ``data`` as (N, Y, X) planes; also return the checked axes string."""
     data = np.asarray(data)
     axes = check_axes(axes, data.ndim)
-    order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
-    moved = np.transpose(data, order)
+    moved = np.transpose(data, PlaneLayout(data.shape, axes).order)
     return moved.reshape((-1,) + moved.shape[-2:]), axes
 
 
 def from_planes(planes: np.ndarray, shape: Sequence[int], axes: str) -> np.ndarray:
     """Inverse of ``to_planes``: planes back to the original layout."""
-    order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
-    moved_shape = [shape[i] for i in order]
-    moved = planes.reshape(moved_shape)
-    return np.transpose(moved, np.argsort(order))
+    order = PlaneLayout(tuple(shape), axes).order
+    return np.transpose(planes.reshape([shape[i] for i in order]), np.argsort(order))
 
 
 def check_image(data: np.ndarray, name: str = "image") -> None:

@@ -1,4 +1,5 @@
-"""AR-DAE score learning as a generator of typed progress updates, stoppable between steps."""
+"""AR-DAE score learning as a generator of typed progress updates (``updates``), stoppable
+between steps."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -15,53 +16,18 @@ from . import dither
 from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
-from .estimation import NoiseEstimate, estimate_noise
+from .estimation import estimate_noise
 from .finetune import choose_start, iter_finetune
 from .model import Noise2ScoreModel, build_network, network_bytes, package_version
-from .network import ScoreUNet
 from .noise import NoiseParams
+from .patches import PatchSampler, choose_patch
 from .route import choose_transform, describe_route
 from .score import score_from_residual, to_network_units, training_domain
 from .stack import check_image, intensity_scale, to_planes
 
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """One training step done."""
-
-    step: int
-    loss: float
-    sigma_a: float
-    elapsed: float
-    eta: float
-    fraction: float
-
-
-@dataclass(frozen=True)
-class NoiseEstimated:
-    """Noise parameters estimated from the training data (``noise="auto"``), before use,
-    and the denoising route chosen for them (``route.describe_route``)."""
-
-    estimate: NoiseEstimate
-    route: str = ""
-
-
-@dataclass(frozen=True)
-class TrainDone:
-    """Training ended (budget spent, or stopped early when ``stopped``)."""
-
-    model: Noise2ScoreModel
-    stopped: bool
-
-
-@dataclass(frozen=True)
-class TrainNote:
-    """A line for the user about the run (where it starts, what fine-tuning kept)."""
-
-    text: str
-
-
-TrainUpdate = TrainProgress | NoiseEstimated | TrainNote | TrainDone
+# the patch sampler and the update types live below this module and finetune's; they stay
+# importable from here
+from .updates import NoiseEstimated, TrainDone, TrainNote, TrainProgress, TrainUpdate
 
 
 def ardae_loss(net_out: torch.Tensor, u: torch.Tensor, sigma_a: float) -> torch.Tensor:
@@ -73,33 +39,6 @@ def annealed_sigma(fraction: float, s_max: float, s_min: float) -> float:
     """sigma_a at a fraction of training: geometric from s_max to s_min."""
     f = min(max(fraction, 0.0), 1.0)
     return s_max * (s_min / s_max) ** f
-
-
-class PatchSampler:
-    """Random square patches, with flips and 90-degree turns, from 2D planes of any sizes."""
-
-    def __init__(self, planes: Sequence[np.ndarray], patch: int, seed: int = 0) -> None:
-        self.planes = [p for p in planes if min(p.shape[-2:]) >= patch]
-        if not self.planes:
-            raise Noise2ScoreError(f"no image plane is at least {patch}x{patch} pixels")
-        self.patch = patch
-        sizes = np.array([(p.shape[-2] - patch + 1) * (p.shape[-1] - patch + 1)
-                          for p in self.planes], dtype=np.float64)
-        self.weights = sizes / sizes.sum()
-        self.rng = np.random.default_rng(seed)
-
-    def sample(self, batch: int) -> np.ndarray:
-        """(batch, C, p, p) patches; planes are (Y, X) (C = 1) or (C, Y, X)."""
-        p, rng = self.patch, self.rng
-        channels = 1 if self.planes[0].ndim == 2 else self.planes[0].shape[0]
-        out = np.empty((batch, channels, p, p), dtype=np.float32)
-        for i, k in enumerate(rng.choice(len(self.planes), size=batch, p=self.weights)):
-            plane = self.planes[k]
-            y = rng.integers(0, plane.shape[-2] - p + 1)
-            x = rng.integers(0, plane.shape[-1] - p + 1)
-            crop = np.rot90(plane[..., y : y + p, x : x + p], rng.integers(4), axes=(-2, -1))
-            out[i] = crop[..., ::-1] if rng.integers(2) else crop
-        return out
 
 
 def prepare_planes(
@@ -125,12 +64,7 @@ def typical_noise_std(planes: Sequence[np.ndarray], noise_w: NoiseParams, domain
     rng = np.random.default_rng(0)
     sample = np.concatenate([rng.choice(p.reshape(-1), min(p.size, 20_000)) for p in planes])
     level = max(float(np.mean(sample)) / domain, 1e-3)
-    if noise_w.model == "gaussian":
-        return noise_w.sigma
-    if noise_w.model == "gamma":
-        return level / math.sqrt(noise_w.shape)
-    read2 = noise_w.sigma**2 if noise_w.model == "poisson-gaussian" else 0.0
-    return math.sqrt(level + read2)
+    return noise_w.kind.typical_std(level, noise_w)
 
 
 def measured_stride(stacks: Sequence[np.ndarray]) -> int:
@@ -139,22 +73,6 @@ def measured_stride(stacks: Sequence[np.ndarray]) -> int:
         return estimate_noise(stacks).stride
     except Noise2ScoreError:
         return 1
-
-
-def choose_patch(planes: Sequence[np.ndarray], wanted: int, net: ScoreUNet) -> int:
-    """The patch size: ``wanted`` rounded to the network's multiple, shrunk for small images."""
-    largest = max(min(p.shape[-2:]) for p in planes)
-    multiple = net.multiple
-    patch = min(wanted, largest) // multiple * multiple
-    if patch >= multiple:
-        return patch
-    fixed = multiple // 2**net.depth  # the stride and unshuffle factors
-    deepest = int(math.log2(largest // fixed)) if largest >= 2 * fixed else 0
-    fix = f"choose a depth of {deepest} or less" if deepest >= 1 else "use larger images"
-    raise Noise2ScoreError(
-        f"the images are too small for a network of depth {net.depth}: the largest plane "
-        f"is {largest} pixels on its short side, and this network needs at least "
-        f"{fixed} x 2^{net.depth} pixels; {fix}")
 
 
 def check_network_fits(config: TrainConfig, device_type: str) -> int:
@@ -220,11 +138,10 @@ def _iter_training(
     config: TrainConfig,
     stop: Callable[[], bool] | None = None,
 ) -> Iterator[TrainUpdate]:
-    config.validate()
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
         estimate = estimate_noise(stacks, fallback=True)
-        config = choose_transform(config.with_estimate(estimate).validate(), stacks)
+        config = choose_transform(config.with_estimate(estimate), stacks)
         yield NoiseEstimated(estimate, describe_route(config))
     else:
         config = choose_transform(config, stacks)

@@ -30,7 +30,7 @@ from ..core.errors import ExportError
 from ..core.inference import MEAN_RADIUS
 from ..core.model import Noise2ScoreModel
 from ..core.network import ScoreUNet
-from ..core.noise import _MAX_LOG_STEP, MIXED_MODES
+from ..core.noise import _MAX_LOG_STEP, MIXED_MODES, NOISE_TYPES
 from ..core.prior import COND_REF
 from ..core.score import LEVEL_BOX, training_domain
 
@@ -398,7 +398,8 @@ class ExportedDenoiser(nn.Module):
         unet = ScriptUNet(width, depth, unshuffle, stride, tau)
         self.network = NetworkOutput(unet, tta)
         if transform == "anscombe":
-            if noise not in ("poisson", "poisson-gaussian"):
+            kind = NOISE_TYPES.get(noise)
+            if kind is None or not kind.counts:
                 raise ExportError(f"the Anscombe route is for Poisson-type noise, not {noise}")
             zeta = _need(gat_gain, "gain")
             self.to_scaled: nn.Module = AnscombeForward(zeta, gat_sigma, offset, scale)
@@ -428,18 +429,20 @@ def _count_or_plain_steps(noise: str, sigma: float | None, gain: float | None,
                           shape: float | None, sigma_a_w: float, noise_w_sigma: float,
                           smoothing: float, mixed_mode: str) -> tuple[nn.Module, nn.Module]:
     """The variance and Tweedie pieces of the route without a transform."""
-    if noise == "gaussian":
+    kind = NOISE_TYPES.get(noise)
+    if kind is None:
+        raise ExportError(f"the bioimage.io export does not support {noise!r} noise")
+    if not kind.signal_dependent:
         return (GaussianVariance(noise_w_sigma, sigma_a_w),
                 GaussianTweedie(_need(sigma, "sigma"), smoothing))
-    if noise == "gamma":
+    if kind.relative:
         return (GammaVariance(_need(shape, "shape"), sigma_a_w),
                 GammaTweedie(_need(shape, "shape"), smoothing))
-    if noise in ("poisson", "poisson-gaussian"):
-        read = _need(sigma, "sigma") if noise == "poisson-gaussian" else 0.0
-        return (CountVariance(noise_w_sigma if noise == "poisson-gaussian" else 0.0,
-                              sigma_a_w),
-                PoissonTweedie(_need(gain, "gain"), read, smoothing, mixed_mode))
-    raise ExportError(f"the bioimage.io export does not support {noise!r} noise")
+    # photon counts, with read noise when the model takes a sigma
+    read = "sigma" in kind.needs
+    return (CountVariance(noise_w_sigma if read else 0.0, sigma_a_w),
+            PoissonTweedie(_need(gain, "gain"), _need(sigma, "sigma") if read else 0.0,
+                           smoothing, mixed_mode))
 
 
 def _need(value: float | None, name: str) -> float:
@@ -456,7 +459,7 @@ def check_exportable(config: TrainConfig) -> None:
             raise ExportError(
                 f"the bioimage.io export does not reproduce {f.name}={value!r} yet; export "
                 f"a model trained with {f.name}={f.default!r}")
-    if config.noise not in ("gaussian", "gamma", "poisson", "poisson-gaussian"):
+    if config.noise not in NOISE_TYPES:
         raise ExportError(f"the model's noise model is {config.noise!r}: only a trained "
                           "model (with a resolved noise model) can be exported")
     if config.count_domain and config.mixed_mode not in MIXED_MODES:

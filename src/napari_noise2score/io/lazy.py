@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import AxesError, InputFileError, Noise2ScoreError
-from ..core.layout import PlaneLayout, read_window
+from ..core.layout import PlaneLayout, crop_side, sample_windows
 from ..core.stack import AXIS_LETTERS, check_axes
 from .files import TIFF_SUFFIXES, read_image
 
@@ -227,17 +227,8 @@ def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.nda
     few planes hold millions of patches.
     """
     layout = PlaneLayout(tuple(data.shape), axes)
-    h, w = layout.plane_shape
-    n_planes = int(np.prod(layout.stack_shape)) if layout.stack_shape else 1
     pixels = max(max_bytes // 4, 1)
-    ch = min(h, int(np.sqrt(pixels))) if h * w > pixels else h
-    cw = min(w, pixels // ch)
-    keep = max(1, min(n_planes, max_bytes // (4 * ch * cw)))
-    picks = np.unique(np.linspace(0, n_planes - 1, keep).round().astype(int))
-    stack = list(layout.plane_indices()) if layout.stack_shape else [()]
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    transpose = axes.index("Y") > axes.index("X")
-    planes = [read_window(data, layout.source_index(stack[i], slice(y0, y0 + ch),
-                                                    slice(x0, x0 + cw)), transpose)
-              for i in picks]
-    return np.stack(planes)
+    ch, cw = crop_side(*layout.plane_shape, pixels)
+    stack = list(layout.plane_indices())
+    windows = sample_windows([layout.plane_shape] * len(stack), max_bytes // (4 * ch * cw), pixels)
+    return np.stack([layout.read(data, stack[i], ys, xs) for i, ys, xs in windows])

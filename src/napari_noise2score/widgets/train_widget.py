@@ -2,8 +2,8 @@
 
 Its fields are made from ``TrainConfig``: one magicgui widget per dataclass field, with the
 field's default and, for sized fields, the range in ``LIMITS``. The fields it deliberately
-does not show are listed in ``NOT_SHOWN`` (tests/test_widgets.py fails when the two drift
-apart from ``TrainConfig``)."""
+does not show are listed in ``NOT_SHOWN``, built on ``config.NOT_EXPOSED`` (the fields no
+front end sets; tests/test_widgets.py fails when the two drift apart from ``TrainConfig``)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from superqt import QCollapsible
 
-from ..core.config import AUTO, INITS, LIMITS, TRANSFORMS, TrainConfig
+from ..core.config import AUTO, INITS, LIMITS, NOT_EXPOSED, TRANSFORMS, TrainConfig
 from ..core.errors import Noise2ScoreError
-from ..core.noise import MIXED_MODES, NOISE_MODELS, NoiseParams
+from ..core.noise import MIXED_MODES, NOISE_MODELS, NOISE_TYPES
 from ._common import (
     MODEL_FILES,
     DockPanel,
@@ -30,15 +30,12 @@ from ._common import (
     preload_engine,
 )
 
-#: TrainConfig fields the widget does not show, and why; they keep TrainConfig's default.
+#: TrainConfig fields the widget does not show, and why; they keep TrainConfig's default:
+#: those no front end exposes (``config.NOT_EXPOSED``), and some the command line offers.
 NOT_SHOWN = {
+    **NOT_EXPOSED,
     "tta": "a denoising option: the Denoise widget's quality box",
-    "antithetic": "a variance-reduction detail of the loss; always on",
     "depth": "sized for the device (TrainConfig.resolved)",
-    "unshuffle": "sized for the device (TrainConfig.resolved)",
-    "sigma_a_max": "the annealing schedule follows the noise level (TrainConfig.resolved)",
-    "sigma_a_min": "the annealing schedule follows the noise level (TrainConfig.resolved)",
-    "network": "follows init: fine-tuning the prior keeps its noise-conditioned network",
 }
 #: Fields folded under "Advanced settings"; the other shown fields are in the main form.
 ADVANCED = ("patch_size", "batch_size", "learning_rate", "width", "seed", "decorrelate",
@@ -126,10 +123,10 @@ def shown_fields() -> dict[str, tuple[type, Any]]:
 
 def noise_fields(noise: str) -> set[str]:
     """The noise parameters a noise model needs ('auto': none, they are estimated)."""
-    if noise == AUTO:
+    kind = NOISE_TYPES.get(noise)  # None for 'auto'
+    if kind is None:
         return set()
-    poisson = TrainConfig(noise=noise).poisson_type
-    return set(NoiseParams(noise).needs) | ({"offset"} if poisson else set())
+    return {*kind.needs, *(("offset",) if kind.counts else ())}
 
 
 class TrainWidget(DockPanel):
@@ -192,7 +189,7 @@ class TrainWidget(DockPanel):
         for name in ZERO_IS_AUTO:
             values[name] = int(values[name]) or None
         values["axes"] = self.axes_text()
-        return TrainConfig(**values).validate()
+        return TrainConfig(**values)
 
     def set_config(self, config: TrainConfig) -> None:
         """Show ``config`` in the fields (e.g. that of a loaded model)."""
