@@ -14,7 +14,8 @@ Kinds of image (``--kinds``, default all three), each against its clean referenc
 Methods, in one run: the noisy input; napari-noise2score ``noise="auto"`` (the default
 route, named in the output) trained for ``--seconds`` (or ``--max-steps``) per model;
 with ``--routes`` also the other routes from models of their own (``none``: counts, scored
-with each mixed mode; ``anscombe``); generalized Anscombe + BM3D with the same estimated
+with each mixed mode; ``anscombe``); with ``--inits`` also models started elsewhere
+(``scratch``: no pretrained prior); generalized Anscombe + BM3D with the same estimated
 parameters; Noise2Void (CAREamics) when ``--peers-python`` is given. PSNR/SSIM on the 0-255
 scale (outputs clipped to it); seconds per image (training shared by a W2S channel's 8
 images is divided among them).
