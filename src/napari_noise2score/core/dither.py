@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 
 from .anscombe import gat_inverse
 from .score import local_level
@@ -59,27 +60,29 @@ def deficit_std(d: np.ndarray, gain: float, sigma: float) -> np.ndarray:
     return np.sqrt(np.maximum(missing, 0.0)).astype(np.float32)
 
 
+def _lacking(deficit: np.ndarray, floor: float) -> bool:
+    return float(np.mean(deficit > floor)) > 0.01
+
+
 def needed(planes: list[np.ndarray], gain: float, sigma: float, floor: float = 0.05) -> bool:
     """Whether a visible share of the transformed ``planes`` lacks noise variance."""
-    return any(float(np.mean(deficit_std(p, gain, sigma) > floor)) > 0.01 for p in planes)
+    return any(_lacking(deficit_std(p, gain, sigma), floor) for p in planes)
 
 
-def with_dither(planes: list[np.ndarray], gain: float, sigma: float,
-                scale: float) -> list[np.ndarray]:
+def with_dither(planes: list[np.ndarray], gain: float, sigma: float, scale: float,
+                floor: float = 0.05) -> list[np.ndarray]:
     """Transformed ``planes`` (unit noise before dividing by ``scale``) as the planes to
     sample patches from: divided by ``scale``, each with its deficit std as a second channel
-    when dithering is needed, else as they are."""
+    when dithering is needed (``needed``), else as they are."""
     scaled = [p / np.float32(scale) for p in planes]
-    if not needed(planes, gain, sigma):
+    deficits = [deficit_std(p, gain, sigma) for p in planes]
+    if not any(_lacking(d, floor) for d in deficits):
         return scaled
-    return [np.stack([p, deficit_std(q, gain, sigma) / np.float32(scale)])
-            for p, q in zip(scaled, planes, strict=True)]
+    return [np.stack([p, d / np.float32(scale)]) for p, d in zip(scaled, deficits, strict=True)]
 
 
-def apply(batch, generator):
+def apply(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Patches (N, C, p, p): unchanged with one channel; with two, value + std * fresh noise."""
-    import torch
-
     if batch.shape[1] == 1:
         return batch
     noise = torch.randn(batch[:, 1:].shape, generator=generator)

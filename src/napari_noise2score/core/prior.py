@@ -171,18 +171,21 @@ def pretrained_model(sigma: float, scale: float = 255.0, device: str = "cpu", **
     return model
 
 
-def anscombe_model(config, scale: float, **options):
-    """The shipped prior as a ready model for the Anscombe route of ``config``
-    (Poisson-type noise; Gaussian noise of std 1 after the transform, ``scale`` the
-    transformed planes' intensity scale)."""
+def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, steps: int = 0,
+                   seconds: float = 0.0):
+    """The prior (the shipped one, or ``net`` with its ``steps`` and ``seconds``) as a ready
+    model for the Anscombe route of ``config`` (Poisson-type noise; Gaussian noise of std 1
+    after the transform, ``scale`` the transformed planes' intensity scale)."""
     check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
-    prior = load_prior()
-    cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1,
-                  **prior.arch, **options)
-    return Noise2ScoreModel(config=cfg, net=prior.network(), scale=float(scale),
-                            final_sigma_a=0.0, steps=int(prior.provenance.get("steps", 0)),
-                            seconds=float(prior.provenance.get("seconds", 0.0)),
-                            version=package_version())
+    if net is None:
+        prior = load_prior()
+        net = prior.network()
+        steps = int(prior.provenance.get("steps", 0))
+        seconds = float(prior.provenance.get("seconds", 0.0))
+    arch = {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
+    cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1, **arch)
+    return Noise2ScoreModel(config=cfg, net=net, scale=float(scale), final_sigma_a=0.0,
+                            steps=steps, seconds=seconds, version=package_version())
 
 
 #: The name that stands for the shipped prior wherever a model file is asked for.
@@ -236,9 +239,8 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
     if noise is not None:
         config = TrainConfig(**noise, transform="anscombe", **options)
         scale = intensity_scale([to_network_units(config, np.asarray(p)) for p in planes])
-        bound = anscombe_model(config, scale)
-        bound.net = copy.deepcopy(model.net)
-        bound.net.set_tau(1.0 / scale)
+        bound = anscombe_model(config, scale, copy.deepcopy(model.net), model.steps,
+                               model.seconds)
         read = f", read noise {noise['sigma']:.4g}" if noise["sigma"] else ""
         return bound, (f"pretrained prior: {noise['noise']} noise, gain {noise['gain']:.4g}"
                        f"{read}, offset {noise['offset']:.4g} ({how}; Anscombe route)")
