@@ -47,6 +47,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from napari_noise2score import denoise, train
 from napari_noise2score._sample_data import two_photon_like
 from napari_noise2score.core.noise import MIXED_MODES
+from napari_noise2score.core.planewise import config_for_plane
 from napari_noise2score.core.route import describe_route
 
 HERE = Path(__file__).resolve().parent
@@ -173,6 +174,10 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
             "transform": cfg.transform, "mixed_mode": cfg.mixed_mode,
             "decorrelate": cfg.decorrelate, "steps": auto.steps, "train_seconds": auto_s,
             "route": describe_route(cfg)}
+    for row, noisy in zip(rows, group.noisy, strict=True):
+        own = config_for_plane(cfg, noisy)
+        if own is not cfg:
+            row["_own_noise"] = {"gain": own.gain, "sigma": own.sigma, "offset": own.offset}
     print(f"{group.kind}/{group.name}: {cfg.noise} gain {cfg.gain} sigma {cfg.sigma} "
           f"offset {cfg.offset:.3g} stride {cfg.decorrelate}; {info['route']}; "
           f"{auto.steps} steps", flush=True)
@@ -195,7 +200,7 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
         score_model(model, group, time.perf_counter() - t0, f"n2s init={init}", rows, ("",))
     for row, noisy, clean in zip(rows, group.noisy, group.clean, strict=True):
         t0 = time.perf_counter()
-        bm = peer_bm3d(noisy, cfg)
+        bm = peer_bm3d(noisy, config_for_plane(cfg, noisy))  # the plane's, as n2s uses
         row["gat+bm3d"] = {**metrics(clean, bm), "seconds": time.perf_counter() - t0}
     if args.peers_python:
         for row, path, noisy, clean in zip(rows, group.paths, group.noisy, group.clean,
@@ -210,7 +215,8 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
 
 
 def peer_bm3d(noisy: np.ndarray, cfg) -> np.ndarray:
-    """GAT + BM3D with the parameters the auto model estimated (BM3D alone for Gaussian)."""
+    """GAT + BM3D with the parameters the auto model estimated (BM3D alone for Gaussian):
+    those the model denoises the plane with (its own where the stack's overstate it)."""
     y = noisy.astype(np.float64)
     if cfg.poisson_type:
         return gat_bm3d(y, cfg.gain, cfg.sigma or 0.0, cfg.offset)

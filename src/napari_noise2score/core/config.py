@@ -45,7 +45,9 @@ class TrainConfig:
     in its range, else scratch). ``network`` is ``plain`` or ``conditioned`` (the prior's
     noise-conditioned network, which its fine-tuned models keep). ``transform``
     (``TRANSFORMS``) is where Poisson-type noise is learned; ``None`` chooses at training
-    (``choose_transform``) and the model stores the choice.
+    (``choose_transform``) and the model stores the choice. ``per_plane_noise`` (set when the
+    noise is estimated) lets a plane whose own noise the model's parameters overstate take
+    its own estimate on the Anscombe route (``planewise.py``).
     """
 
     noise: str = AUTO
@@ -73,6 +75,7 @@ class TrainConfig:
     device: str = "auto"
     init: str = AUTO
     network: str = "plain"
+    per_plane_noise: bool = False
 
     def __post_init__(self) -> None:
         self.validate()  # every TrainConfig (and every ``replace`` of one) is valid
@@ -82,7 +85,7 @@ class TrainConfig:
         the decorrelating stride its noise correlation calls for)."""
         return replace(self, noise=estimate.model, sigma=estimate.sigma, gain=estimate.gain,
                        shape=estimate.shape, offset=estimate.offset,
-                       decorrelate=self.decorrelate or estimate.stride)
+                       decorrelate=self.decorrelate or estimate.stride, per_plane_noise=True)
 
     @property
     def noise_params(self) -> NoiseParams:
@@ -198,5 +201,6 @@ NOT_EXPOSED = {
     "sigma_a_max": "the annealing schedule follows the noise level (TrainConfig.resolved)",
     "sigma_a_min": "the annealing schedule follows the noise level (TrainConfig.resolved)",
     "network": "follows init: fine-tuning the prior keeps its noise-conditioned network",
+    "per_plane_noise": "set when the noise is estimated (core/planewise.py)",
 }
 TRAIN_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.name not in NOT_EXPOSED)

@@ -13,6 +13,7 @@ so the learned score is that of unit-noise data, the density Tweedie's step assu
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -69,13 +70,15 @@ def needed(planes: list[np.ndarray], gain: float, sigma: float, floor: float = 0
     return any(_lacking(deficit_std(p, gain, sigma), floor) for p in planes)
 
 
-def with_dither(planes: list[np.ndarray], gain: float, sigma: float, scale: float,
+def with_dither(planes: list[np.ndarray], params: Sequence[tuple[float, float]], scale: float,
                 floor: float = 0.05) -> list[np.ndarray]:
-    """Transformed ``planes`` (unit noise before dividing by ``scale``) as the planes to
-    sample patches from: divided by ``scale``, each with its deficit std as a second channel
-    when dithering is needed (``needed``), else as they are."""
+    """Transformed ``planes`` (unit noise before dividing by ``scale``; ``params`` are each
+    plane's gain and read noise) as the planes to sample patches from: divided by ``scale``,
+    each with its deficit std as a second channel when dithering is needed (``needed``),
+    else as they are."""
     scaled = [p / np.float32(scale) for p in planes]
-    deficits = [deficit_std(p, gain, sigma) for p in planes]
+    deficits = [deficit_std(p, gain, sigma)
+                for p, (gain, sigma) in zip(planes, params, strict=True)]
     if not any(_lacking(d, floor) for d in deficits):
         return scaled
     return [np.stack([p, d / np.float32(scale)]) for p, d in zip(scaled, deficits, strict=True)]

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import dither
+from . import dither, planewise
 from . import prior as P
 from .config import AUTO, INITS, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
 from .model import Noise2ScoreModel
 from .patches import PatchSampler, choose_patch
-from .score import score_from_residual, to_network_units, training_domain
+from .score import score_from_residual, training_domain
 from .updates import TrainDone, TrainNote, TrainProgress
 
 #: Fine-tuning learning rate over the configured (from-scratch) one.
@@ -177,10 +177,11 @@ def iter_finetune(
     device = select_device(config.device)
     model = start.to(device)
     net = copy.deepcopy(model.net).to(device)
-    if model.config.anscombe and dither.ENABLED:
-        cfg0 = model.config
-        planes = dither.with_dither([to_network_units(cfg0, p) for s in stacks for p in s],
-                                    cfg0.gain, cfg0.sigma or 0.0, model.scale)
+    if model.config.anscombe:  # each plane with its parameters (planewise.py)
+        gat_planes, params, _ = planewise.transformed_planes(
+            model.config, [p for s in stacks for p in s])
+        planes = (dither.with_dither(gat_planes, params, model.scale) if dither.ENABLED
+                  else [p / np.float32(model.scale) for p in gat_planes])
     else:
         planes = [model.to_scaled(p) for s in stacks for p in s]
     patch = choose_patch(stacks, config.patch_size, net)

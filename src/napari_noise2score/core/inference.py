@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import dask.array as da
 import numpy as np
@@ -22,6 +23,7 @@ from .layout import PlaneLayout
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams, tweedie
+from .planewise import WINDOW, config_for_plane
 from .stack import check_axes, check_image, from_planes
 
 DEFAULT_TILE = 1024
@@ -339,6 +341,7 @@ class TiledDenoiser:
                 f"a plane of {h} x {w} pixels would be {n_tiles} tiles of {self.tile}; give "
                 "a larger tile (or check the file: its header may be damaged)")
         self.grid = tile_grid(h, w, self.tile)
+        self._plane_models: dict[tuple[int, ...], Noise2ScoreModel] = {}
         model.net.eval()
 
     @property
@@ -346,13 +349,29 @@ class TiledDenoiser:
         """Tiles in the whole array (the unit of progress and of stopping)."""
         return len(self.grid) * math.prod(self.layout.stack_shape)
 
+    def model_for(self, source, stack_index: tuple[int, ...]) -> Noise2ScoreModel:
+        """The model for one plane: with the plane's own noise parameters where the
+        model's overstate them (``planewise.py``; decided once per plane)."""
+        model = self.model
+        if not (model.config.anscombe and model.config.per_plane_noise):
+            return model
+        if stack_index not in self._plane_models:
+            h, w = self.layout.plane_shape
+            y0, x0 = max(h - WINDOW, 0) // 2, max(w - WINDOW, 0) // 2
+            window = self.layout.read(source, stack_index, slice(y0, y0 + WINDOW),
+                                      slice(x0, x0 + WINDOW))
+            config = config_for_plane(model.config, np.asarray(window))
+            self._plane_models[stack_index] = (
+                model if config is model.config else replace(model, config=config))
+        return self._plane_models[stack_index]
+
     def denoise_tile(self, source, stack_index: tuple[int, ...], window) -> np.ndarray:
         """The denoised core window (y0, y1, x0, x1) of one plane, float32, input units."""
         y0, y1, x0, x1 = window
         ya, yb, xa, xb = haloed(window, self.overlap, self.layout.plane_shape)
         region = self.layout.read(source, stack_index, slice(ya, yb), slice(xa, xb))
         check_image(region, name="input")
-        out = denoise_plane(self.model, region, self.scaled)
+        out = denoise_plane(self.model_for(source, stack_index), region, self.scaled)
         return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
 
     def iter_planes(

@@ -237,7 +237,8 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
                      "sigma": estimate.sigma, "offset": float(estimate.offset)}
     options = {"tta": model.config.tta, "mixed_mode": model.config.mixed_mode}
     if noise is not None:
-        config = TrainConfig(**noise, transform="anscombe", **options)
+        config = TrainConfig(**noise, transform="anscombe", per_plane_noise=how == "estimated",
+                             **options)
         scale = intensity_scale([to_network_units(config, np.asarray(p)) for p in planes])
         bound = anscombe_model(config, scale, copy.deepcopy(model.net), model.steps,
                                model.seconds)

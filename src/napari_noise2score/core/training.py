@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from . import dither
+from . import dither, planewise
 from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
@@ -150,7 +150,10 @@ def _iter_training(
     start = time.perf_counter()  # the budget covers building the network, too
     device = select_device(config.device)
     if config.anscombe:
-        planes = [to_network_units(config, p) for s in stacks for p in s]
+        planes, plane_params, own = planewise.transformed_planes(
+            config, [p for s in stacks for p in s])
+        if own:
+            yield TrainNote(planewise.describe(own, len(planes)))
         scale = intensity_scale(planes)
     else:
         scale = intensity_scale(stacks, config.offset)
@@ -168,7 +171,7 @@ def _iter_training(
     domain, noise_w = training_domain(config, scale)
     cfg = config.resolved(device.type, typical_noise_std(planes, noise_w, domain))
     if config.anscombe and dither.ENABLED:
-        planes = dither.with_dither(gat_planes, config.gain, config.sigma or 0.0, scale)
+        planes = dither.with_dither(gat_planes, plane_params, scale)
     check_network_fits(cfg, device.type)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg).to(device)
