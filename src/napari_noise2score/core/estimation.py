@@ -104,17 +104,13 @@ def _sub(p: np.ndarray, lag: int, i: int, j: int) -> np.ndarray:
 def _window_stats(planes: Sequence[np.ndarray], lag: int) -> tuple[np.ndarray, ...]:
     stats = [_block_stats(p, lag) for p in planes if min(p.shape) >= 2 * lag * WINDOW]
     if not stats:
-        raise Noise2ScoreError(
-            f"the image is too small to estimate noise from (at least "
-            f"{2 * lag * WINDOW} x {2 * lag * WINDOW} pixels)"
-        )
+        raise Noise2ScoreError(f"the image is too small to estimate noise from (at least "
+                               f"{2 * lag * WINDOW} x {2 * lag * WINDOW} pixels)")
     return tuple(np.concatenate(s) for s in zip(*stats, strict=True))
 
 
-def _flat_windows(
-    mean: np.ndarray, var: np.ndarray, struct: np.ndarray, valid: np.ndarray,
-    excess: float = 1.0,
-) -> np.ndarray:
+def _flat_windows(mean: np.ndarray, var: np.ndarray, struct: np.ndarray, valid: np.ndarray,
+                  excess: float = 1.0) -> np.ndarray:
     """Windows without structure: horizontal/vertical detail close to the predicted noise.
 
     Selecting on ``struct`` (not on ``var``, an independent Haar component) keeps the noise
@@ -160,9 +156,8 @@ def _weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, design: str) -> t
     return coef, float(np.clip(1 - misfit, 0.0, 1.0)), pred
 
 
-def estimate_noise(
-    images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16, fallback: bool = False
-) -> NoiseEstimate:
+def estimate_noise(images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16,
+                   fallback: bool = False) -> NoiseEstimate:
     """Estimate the noise model and its parameters from noisy 2D planes (or a stack).
 
     Correlated noise (see ``CORRELATED``) is estimated again on sub-images of every second
@@ -228,7 +223,6 @@ def _sample_planes(images, max_planes: int) -> list[np.ndarray]:
 
 def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
     """The best-fitting noise model of the planes' smooth windows."""
-
     mean, var, struct = _window_stats(planes, 1)
     # saturated or clipped windows carry no noise information
     lo, hi = min(float(p.min()) for p in planes), max(float(p.max()) for p in planes)
@@ -244,10 +238,9 @@ def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
         if keep.sum() >= MIN_WINDOWS:
             fits.append(_fit(planes, mean, var, keep, lo, integer))
     if not fits:
-        raise Noise2ScoreError(
-            f"too few smooth, unsaturated regions to estimate the noise from "
-            f"({len(mean)} windows looked at); give the noise parameters yourself"
-        )
+        raise Noise2ScoreError(f"too few smooth, unsaturated regions to estimate the noise from "
+                               f"({len(mean)} windows looked at); give the noise parameters "
+                               "yourself")
     return max(fits, key=lambda e: e.quality)
 
 

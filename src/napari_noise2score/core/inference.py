@@ -75,10 +75,13 @@ def receptive_radius(net: ScoreUNet) -> int:
     return net.stride * inner + net.stride - 1
 
 
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
 def default_overlap(net: ScoreUNet) -> int:
     """The default tile halo: the receptive radius rounded up to the network's multiple."""
-    m = net.multiple
-    return -(-receptive_radius(net) // m) * m
+    return _round_up(receptive_radius(net), net.multiple)
 
 
 def resolve_tta(tta: bool | None, n_pixels: int) -> bool:
@@ -127,13 +130,8 @@ def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tenso
 
 
 @torch.inference_mode()
-def predict_plane(
-    net: ScoreUNet,
-    plane: np.ndarray,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    tta: bool = False,
-) -> np.ndarray:
+def predict_plane(net: ScoreUNet, plane: np.ndarray, tile: int = DEFAULT_TILE,
+                  overlap: int | None = None, tta: bool = False) -> np.ndarray:
     """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo.
 
     Tile and halo are rounded up to the network's multiple, so every tile starts on the
@@ -146,8 +144,7 @@ def predict_plane(
         overlap = default_overlap(net)
     if tile < 1 or overlap < 0:
         raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
-    m = net.multiple
-    tile, overlap = -(-tile // m) * m, -(-overlap // m) * m
+    tile, overlap = _round_up(tile, net.multiple), _round_up(overlap, net.multiple)
     out = np.empty(plane.shape, dtype=np.float32)
     for window in tile_grid(*plane.shape, tile):
         (y0, y1, x0, x1), (ya, yb, xa, xb) = window, haloed(window, overlap, plane.shape)
@@ -181,11 +178,7 @@ def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> N
     return model.tweedie_noise(params)
 
 
-def denoise_plane(
-    model: Noise2ScoreModel,
-    plane: np.ndarray,
-    scaled: NoiseParams,
-) -> np.ndarray:
+def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParams) -> np.ndarray:
     """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
     with the model's mixed-noise mode and test-time augmentation setting (``model.config``).
 
@@ -228,16 +221,10 @@ def preserve_local_mean(y: np.ndarray, x: np.ndarray, radius: float = MEAN_RADIU
         np.float32)
 
 
-def denoise_array(
-    model: Noise2ScoreModel,
-    data: np.ndarray,
-    axes: str | None = None,
-    noise: NoiseParams | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    progress: ProgressFn | None = None,
-    stop: StopFn | None = None,
-) -> np.ndarray:
+def denoise_array(model: Noise2ScoreModel, data: np.ndarray, axes: str | None = None,
+                  noise: NoiseParams | None = None, tile: int | None = None,
+                  overlap: int | None = None, progress: ProgressFn | None = None,
+                  stop: StopFn | None = None) -> np.ndarray:
     """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units,
     with ``TiledDenoiser`` and its defaults. ``noise`` overrides the model's noise parameters
     (same noise model, input units). ``progress(tiles_done, tiles_total)`` is called after
@@ -304,16 +291,9 @@ class TiledDenoiser:
     local-mean filter, so that tiles give the whole-plane result to float tolerance.
     """
 
-    def __init__(
-        self,
-        model: Noise2ScoreModel,
-        shape: tuple[int, ...],
-        axes: str | None = None,
-        noise: NoiseParams | None = None,
-        tile: int | None = None,
-        overlap: int | None = None,
-        memory: int | None = None,
-    ) -> None:
+    def __init__(self, model: Noise2ScoreModel, shape: tuple[int, ...], axes: str | None = None,
+                 noise: NoiseParams | None = None, tile: int | None = None,
+                 overlap: int | None = None, memory: int | None = None) -> None:
         net = model.net
         m = net.multiple
         #: whether tiles are averaged over the 8 flips and turns (auto: by the input's size)
@@ -322,17 +302,17 @@ class TiledDenoiser:
         self.layout = PlaneLayout(tuple(shape), check_axes(axes, len(shape)))
         self.scaled = scaled_noise(model, noise)
         if overlap is None:  # the network's field, and the local mean's reach beyond it
-            overlap = default_overlap(net) + -(-MEAN_REACH // m) * m
+            overlap = default_overlap(net) + _round_up(MEAN_REACH, m)
         if overlap < 0 or (tile is not None and tile < 1):
             raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
         if memory is not None and not memory > 0:
             raise Noise2ScoreError(f"the memory for a tile must be > 0, got {memory} bytes")
-        self.overlap = -(-overlap // m) * m
+        self.overlap = _round_up(overlap, m)
         h, w = self.layout.plane_shape
         if tile is None:  # from memory, then evened out so no tile is a thin remainder
             longest = max(h, w)
             tile = -(-longest // -(-longest // choose_tile(net, self.overlap, memory)))
-        self.tile = -(-tile // m) * m
+        self.tile = _round_up(tile, m)
         n_tiles = -(-h // self.tile) * -(-w // self.tile)
         if n_tiles > MAX_TILES_PER_PLANE:  # a damaged header, most likely: fail, fast
             raise Noise2ScoreError(
@@ -355,12 +335,8 @@ class TiledDenoiser:
         out = denoise_plane(self.model, region, self.scaled)
         return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
 
-    def iter_planes(
-        self,
-        source,
-        progress: ProgressFn | None = None,
-        stop: StopFn | None = None,
-    ) -> Iterator[np.ndarray]:
+    def iter_planes(self, source, progress: ProgressFn | None = None,
+                    stop: StopFn | None = None) -> Iterator[np.ndarray]:
         """Yield each denoised plane (Y, X) in stack C order; ``stop`` is polled before each
         tile (raising ``Cancelled``) and ``progress(tiles_done, tiles_total)`` after each."""
         h, w = self.layout.plane_shape
@@ -381,13 +357,8 @@ class TiledDenoiser:
         """A lazy dask array in the source's layout: each chunk (one tile of one plane) is
         denoised only when computed, e.g. when napari shows it."""
         layout = self.layout
-        chunks = []
-        for axis, size in enumerate(layout.shape):
-            letter = layout.axes[axis]
-            if letter in "YX":
-                chunks.append(tuple(min(self.tile, size - s) for s in range(0, size, self.tile)))
-            else:
-                chunks.append((1,) * size)
+        chunks = [tuple(min(self.tile, n - s) for s in range(0, n, self.tile)) if a in "YX"
+                  else (1,) * n for a, n in zip(layout.axes, layout.shape, strict=True)]
         y_axis, x_axis = layout.axes.index("Y"), layout.axes.index("X")
         stack_axes = layout.order[:-2]
 

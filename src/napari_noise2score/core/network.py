@@ -8,12 +8,8 @@ from torch import nn
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1),
-        nn.LeakyReLU(0.1, inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1),
-        nn.LeakyReLU(0.1, inplace=True),
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
 
 
 class ScoreUNet(nn.Module):
@@ -35,10 +31,8 @@ class ScoreUNet(nn.Module):
     appends a noise-level channel inside ``_unet``; ``forward`` still takes one channel.
     """
 
-    def __init__(
-        self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1,
-        in_channels: int = 1,
-    ) -> None:
+    def __init__(self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1,
+                 in_channels: int = 1) -> None:
         super().__init__()
         if width < 1 or depth < 1 or unshuffle < 1 or stride < 1:
             raise ValueError("width, depth, unshuffle and stride must be positive")
@@ -48,17 +42,11 @@ class ScoreUNet(nn.Module):
         c0 = unshuffle * unshuffle
         widths = [width * min(2**i, 4) for i in range(depth + 1)]
         self.head = _block(in_channels * c0, widths[0])
-        self.down = nn.ModuleList(
-            _block(widths[i], widths[i + 1]) for i in range(depth)
-        )
+        self.down = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
-            for i in range(depth)
-        )
-        self.merge = nn.ModuleList(
-            _block(2 * widths[i], widths[i]) for i in range(depth)
-        )
+        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                for i in range(depth))
+        self.merge = nn.ModuleList(_block(2 * widths[i], widths[i]) for i in range(depth))
         self.tail = nn.Conv2d(widths[0], c0, 1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)

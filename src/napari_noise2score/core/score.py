@@ -80,8 +80,7 @@ def variance(w: Array, noise_w: NoiseParams, sigma_a: float) -> Array | float:
     return kind.variance(level, noise_w, sigma_a * sigma_a)
 
 
-def score_from_residual(
-    residual: Array, z_scaled: Array, noise_w: NoiseParams, domain: float, sigma_a: float
-) -> Array:
+def score_from_residual(residual: Array, z_scaled: Array, noise_w: NoiseParams, domain: float,
+                        sigma_a: float) -> Array:
     """Score in the training domain from the network's residual at scaled input ``z_scaled``."""
     return residual / (domain * variance(z_scaled / domain, noise_w, sigma_a))

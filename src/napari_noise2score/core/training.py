@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from . import dither
+from . import dither, updates
 from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
@@ -41,9 +41,7 @@ def annealed_sigma(fraction: float, s_max: float, s_min: float) -> float:
     return s_max * (s_min / s_max) ** f
 
 
-def prepare_planes(
-    images: np.ndarray | Sequence[np.ndarray], axes: str | None
-) -> list[np.ndarray]:
+def prepare_planes(images: np.ndarray | Sequence[np.ndarray], axes: str | None) -> list[np.ndarray]:
     """Check the training images and view each as a (N, Y, X) stack of planes."""
     if isinstance(images, np.ndarray):
         images = [images]
@@ -113,11 +111,8 @@ def _memory_errors() -> Iterator[None]:
             "depth, batch size or patch size") from None
 
 
-def iter_training(
-    images: np.ndarray | Sequence[np.ndarray],
-    config: TrainConfig,
-    stop: Callable[[], bool] | None = None,
-) -> Iterator[TrainUpdate]:
+def iter_training(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig,
+                  stop: Callable[[], bool] | None = None) -> Iterator[TrainUpdate]:
     """Train a score network on noisy ``images``; yield a TrainProgress per step, then TrainDone.
 
     With ``config.noise == "auto"`` the noise is first estimated from the images and a
@@ -133,11 +128,7 @@ def iter_training(
         yield from _iter_training(images, config, stop)
 
 
-def _iter_training(
-    images: np.ndarray | Sequence[np.ndarray],
-    config: TrainConfig,
-    stop: Callable[[], bool] | None = None,
-) -> Iterator[TrainUpdate]:
+def _iter_training(images, config: TrainConfig, stop) -> Iterator[TrainUpdate]:
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
         estimate = estimate_noise(stacks, fallback=True)
@@ -187,9 +178,8 @@ def _iter_training(
             stopped = True
             break
         sigma_a = annealed_sigma(fraction, cfg.sigma_a_max, cfg.sigma_a_min)
-        lr = cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
         for group in optimiser.param_groups:
-            group["lr"] = lr
+            group["lr"] = cfg.learning_rate * updates.cosine_decay(fraction)
         y = dither.apply(torch.from_numpy(sampler.sample(cfg.batch_size)), gen)
         u = torch.randn(y.shape, generator=gen)
         if cfg.antithetic:  # pairs y + s*u, y - s*u: the O(1/s) gradient noise cancels
@@ -201,45 +191,25 @@ def _iter_training(
             z = z.contiguous(memory_format=torch.channels_last)
         score = score_from_residual(net(z), z, noise_w, domain, sigma_a)
         loss = ardae_loss(score, u.to(device), sigma_a)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        value = updates.optimiser_step(optimiser, loss)
         step += 1
-        value = float(loss.detach())
         if not math.isfinite(value):
-            raise Noise2ScoreError(
-                "training diverged (the loss is not finite); try a lower learning rate"
-            )
+            raise Noise2ScoreError("training diverged (the loss is not finite); try a lower "
+                                   "learning rate")
         ema = value if ema is None else 0.95 * ema + 0.05 * value
         elapsed = time.perf_counter() - start
-        fractions = []
-        if cfg.max_steps is not None:
-            fractions.append(step / cfg.max_steps)
-        if cfg.max_seconds is not None:
-            fractions.append(elapsed / cfg.max_seconds)
-        fraction = max(fractions)
-        eta = elapsed / fraction * (1 - fraction) if fraction < 1 else 0.0
-        yield TrainProgress(step, ema, sigma_a, elapsed, eta, min(fraction, 1.0))
+        fraction = updates.budget_spent(cfg, step, elapsed)
+        yield TrainProgress.at(step, ema, sigma_a, elapsed, fraction)
 
     net.eval()
-    model = Noise2ScoreModel(
-        config=cfg,
-        net=net,
-        scale=scale,
-        final_sigma_a=sigma_a,
-        steps=step,
-        seconds=time.perf_counter() - start,
-        version=package_version(),
-    )
+    model = Noise2ScoreModel(cfg, net, scale, sigma_a, step, time.perf_counter() - start,
+                             package_version())
     yield TrainDone(model.to(device), stopped)
 
 
-def train_model(
-    images: np.ndarray | Sequence[np.ndarray],
-    config: TrainConfig,
-    on_progress: Callable[[TrainProgress], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-) -> Noise2ScoreModel:
+def train_model(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig,
+                on_progress: Callable[[TrainProgress], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> Noise2ScoreModel:
     """Run ``iter_training`` to the end and return the model."""
     for update in iter_training(images, config, stop):
         if isinstance(update, TrainDone):
