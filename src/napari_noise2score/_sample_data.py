@@ -45,21 +45,13 @@ def make_sample_layers() -> list[tuple]:
     clean = clean_sample()
     noisy = noisy_sample(clean)
     meta = {"gain": SAMPLE_GAIN, "read_sigma": SAMPLE_READ_SIGMA}
-    return [
-        (noisy, {"name": "noisy sample", "metadata": meta}, "image"),
-        (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image"),
-    ]
+    return [(noisy, {"name": "noisy sample", "metadata": meta}, "image"),
+            (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image")]
 
 
-def two_photon_like(
-    clean: np.ndarray,
-    photons: float = 30.0,
-    gain: float = 8.5,
-    read: float = 11.0,
-    offset: float = 22.0,
-    seed: int = 0,
-    spread: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+def two_photon_like(clean: np.ndarray, photons: float = 30.0, gain: float = 8.5,
+                    read: float = 11.0, offset: float = 22.0, seed: int = 0,
+                    spread: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A two-photon-like 8-bit capture of ``clean``, and its exact expected value.
 
     ``clean`` (non-negative) is scaled so its maximum is ``photons`` counts per pixel; the

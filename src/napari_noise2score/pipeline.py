@@ -40,11 +40,10 @@ TILING_OPTIONS = ("axes", "sigma", "gain", "shape", "tile", "overlap", "memory",
 
 
 def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreModel:
-    """Read a model saved with ``model.save(path)``, a bioimage.io package (.zip) exported
-    by this plugin (validated first; ModelFileError when foreign or altered), or
-    ``"pretrained"`` (with no file of that name): the shipped prior, for Gaussian noise;
-    ``denoise`` binds it to the data's noise (``sigma`` given, else estimated) and
-    intensity scale."""
+    """Read a model saved with ``model.save(path)``, a bioimage.io package (.zip) this
+    plugin exported (validated first; ModelFileError when foreign or altered), or
+    ``"pretrained"`` (no file of that name): the shipped prior, which ``denoise`` binds to
+    the data's noise (``sigma`` given, else estimated) and intensity scale."""
     if str(path) == prior.PRETRAINED and not Path(path).exists():
         return prior.unbound_model(select_device(device))
     if is_package(path):
@@ -142,36 +141,23 @@ def plan_options(path: str | os.PathLike, model, output=None, bind: bool = True,
     return plan_file(path, model, output, bind=bind, **options)
 
 
-def denoise_file(
-    path: str | os.PathLike,
-    model: Noise2ScoreModel | str | os.PathLike,
-    output: str | os.PathLike,
-    axes: str | None = None,
-    sigma: float | None = None,
-    gain: float | None = None,
-    shape: float | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    memory: int | None = None,
-    progress: ProgressFn | None = None,
-    stop: StopFn | None = None,
-    threads: int | None = None,
-    dtype: str = "float32",
-    series: int | None = None,
-) -> Path:
-    """Denoise an image file here, streaming (``api.denoise_file`` without a cluster):
-    read tile by tile, written plane by plane into an atomic output."""
+def denoise_file(path: str | os.PathLike, model: Noise2ScoreModel | str | os.PathLike,
+                 output: str | os.PathLike, progress: ProgressFn | None = None,
+                 stop: StopFn | None = None, threads: int | None = None, **options) -> Path:
+    """Denoise an image file here, streaming (``api.denoise_file`` without a cluster; the
+    ``options`` are ``TILING_OPTIONS``): read tile by tile, written plane by plane into an
+    atomic output."""
     path, output = Path(path), Path(output)
     before = _version(path)
-    plan = plan_file(path, model, output, axes=axes, sigma=sigma, gain=gain, shape=shape,
-                     tile=tile, overlap=overlap, memory=memory, dtype=dtype, series=series)
+    plan = plan_options(path, model, output, **options)
     try:
         layout = plan.tiler.layout
         with torch_threads(threads):
             planes = _unchanged(plan.tiler.iter_planes(plan.data, progress, stop), path,
                                 before)
             return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                                layout.planes_axes, plan.dtype, read_calibration(path, series))
+                                layout.planes_axes, plan.dtype,
+                                read_calibration(path, options.get("series")))
     finally:
         plan.close()
 

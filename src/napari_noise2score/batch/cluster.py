@@ -131,19 +131,11 @@ def _joined(workers: set[str]) -> str | None:
     return ", ".join(sorted(workers)) or None
 
 
-def denoise_file_on_cluster(
-    client,
-    path: str | os.PathLike,
-    model,
-    output: str | os.PathLike,
-    *,
-    remote=None,
-    threads: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    workers: set[str] | None = None,
-    **options,
-) -> Path:
+def denoise_file_on_cluster(client, path: str | os.PathLike, model, output: str | os.PathLike,
+                            *, remote=None, threads: int | None = None,
+                            progress: Callable[[int, int], None] | None = None,
+                            stop: Callable[[], bool] | None = None,
+                            workers: set[str] | None = None, **options) -> Path:
     """``api.denoise_file`` with each tile denoised on a dask worker: the same tiles (the
     tiling is decided here by ``pipeline.plan_file``, as the local path does) and the same
     output, written here plane by plane through the atomic writer.

@@ -15,20 +15,12 @@ from .local import run_local
 __all__ = ["denoise_batch"]
 
 
-def denoise_batch(
-    inputs: Sequence[str | os.PathLike] | Sequence[Job],
-    model,
-    output: str | os.PathLike | None = None,
-    *,
-    client=None,
-    workers: int = 1,
-    overwrite: bool = False,
-    threads: int | None = None,
-    distribute: str = "auto",
-    on_result: Callable[[FileResult], None] | None = None,
-    progress_for: Callable[[Job], Callable[[int, int], None] | None] | None = None,
-    **options,
-) -> BatchSummary:
+def denoise_batch(inputs: Sequence[str | os.PathLike] | Sequence[Job], model,
+                  output: str | os.PathLike | None = None, *, client=None, workers: int = 1,
+                  overwrite: bool = False, threads: int | None = None, distribute: str = "auto",
+                  on_result: Callable[[FileResult], None] | None = None,
+                  progress_for: Callable[[Job], Callable[[int, int], None] | None] | None = None,
+                  **options) -> BatchSummary:
     """Denoise many files into ``output`` (a folder, or one file for one input).
 
     ``inputs`` are files, folders or glob patterns (or ready Jobs, with ``output=None``).

@@ -71,9 +71,7 @@ def choose_start(config: TrainConfig, scale: float) -> Start:
             return Start("scratch", "training from scratch (a network size was given)", None)
         try:
             P.check_noise_model(config.noise, config.anscombe)
-            if (config.decorrelate or 1) > 1:
-                raise P.PriorRangeError("correlated noise is outside the prior's range "
-                                        f"(independent noise only){P.HINT}")
+            P.check_independent(config.decorrelate or 1)
             if config.anscombe:
                 model = P.anscombe_model(config, scale)
             else:
@@ -167,10 +165,8 @@ def step_loss(model: Noise2ScoreModel, net: torch.nn.Module, y: torch.Tensor, u:
     return (u + sa * score).square().mean()
 
 
-def iter_finetune(
-    stacks: Sequence[np.ndarray], config: TrainConfig, start: Noise2ScoreModel,
-    stop: Callable[[], bool] | None, started: float,
-) -> Iterator:
+def iter_finetune(stacks: Sequence[np.ndarray], config: TrainConfig, start: Noise2ScoreModel,
+                  stop: Callable[[], bool] | None, started: float) -> Iterator:
     """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
     ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
     then TrainDone with the best network measured (its steps and seconds: this run's)."""

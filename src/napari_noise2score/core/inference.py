@@ -61,14 +61,12 @@ def network_output(net: ScoreUNet, planes: torch.Tensor) -> torch.Tensor:
 
 
 def receptive_radius(net: ScoreUNet) -> int:
-    """An upper bound, in pixels, on how far one input pixel can change the network's output.
-
-    Counted layer by layer (3x3 convolutions, 2x2 pools and transposed convolutions, each at
-    its own resolution, then the pixel unshuffle). For the default CPU network (width 24,
-    depth 3, unshuffle 2) the bound is 117 px; perturbing one pixel of a random network in
-    float64 changes outputs up to 103 px away (docs/algorithm.md). A decorrelating
-    ``stride`` stretches the field by that factor.
-    """
+    """An upper bound, in pixels, on how far one input pixel can change the network's output,
+    counted layer by layer (3x3 convolutions, 2x2 pools and transposed convolutions at their
+    own resolutions, the pixel unshuffle, a decorrelating ``stride`` stretching it all). For
+    the default CPU network (width 24, depth 3, unshuffle 2) it is 117 px; perturbing one
+    pixel of a random network in float64 changes outputs up to 103 px away
+    (docs/algorithm.md)."""
     levels = [2**i for i in range(net.depth)]
     folded = 2 + sum(p + 2 * 2 * p for p in levels) + sum(p + 2 * p for p in levels)
     inner = net.unshuffle * folded + net.unshuffle - 1
@@ -116,9 +114,9 @@ def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tensor:
-    """The network's output on a (1, 1, H, W) block, averaged over its 8 flips and quarter
-    turns with ``tta``. The block is padded to the pooling grid first, so every transformed
-    copy meets the same grid and tiled results still equal whole-plane ones."""
+    """The network's output on a (1, 1, H, W) block, with ``tta`` averaged over its 8 flips
+    and quarter turns of the block padded to the pooling grid first (every transformed copy
+    meets the same grid, so tiled results still equal whole-plane ones)."""
     h, w = block.shape[-2:]
     if not tta:
         return network_output(net, block)
@@ -132,14 +130,10 @@ def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tenso
 @torch.inference_mode()
 def predict_plane(net: ScoreUNet, plane: np.ndarray, tile: int = DEFAULT_TILE,
                   overlap: int | None = None, tta: bool = False) -> np.ndarray:
-    """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo.
-
-    Tile and halo are rounded up to the network's multiple, so every tile starts on the
-    pooling grid of the whole plane: with a halo covering the receptive field (the default,
-    ``default_overlap``), the result equals whole-plane inference to float tolerance.
-    ``tta`` averages the output over the 8 flips and quarter turns of each tile (test-time
-    augmentation: 8 forward passes, a less noisy score).
-    """
+    """The network's output on one 2D plane, in tiles of ``tile`` pixels with a halo (both
+    rounded up to the network's multiple, so every tile starts on the plane's pooling grid:
+    with a halo covering the receptive field, the default, it equals whole-plane inference
+    to float tolerance); ``tta`` averages each tile's over its 8 flips and quarter turns."""
     if overlap is None:
         overlap = default_overlap(net)
     if tile < 1 or overlap < 0:
@@ -180,11 +174,9 @@ def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> N
 
 def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParams) -> np.ndarray:
     """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
-    with the model's mixed-noise mode and test-time augmentation setting (``model.config``).
-
-    Every step after the network is pointwise, so denoising a region and cropping it gives
-    the same pixels as denoising the whole plane, as long as the network's output agrees.
-    """
+    with the model's mixed-noise mode and TTA setting. Every step after the network is
+    pointwise, so a region denoised and cropped gives the whole plane's pixels as long as
+    the network's output agrees."""
     plane = np.asarray(plane)
     y = model.to_scaled(plane)
     score = model.score(y, network_on(model.net, y, model.config.tta))
@@ -195,13 +187,11 @@ def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParam
 
 
 def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """For integer data, the denoised value within the type's range (0..255 for uint8).
-
-    The capture was clipped there, so its expected value (what an average of captures
-    gives) lies inside too: at a saturated pixel (255) that is the denoised value, usually
-    below 255, not the clipped reading itself. Keeping saturated readings cost 1.4 dB on
-    synthetic two-photon captures with 0.8 % of pixels at 255 (docs/algorithm.md).
-    """
+    """For integer data, the denoised value within the type's range (0..255 for uint8): the
+    capture was clipped there, so its expected value lies inside too, and at a saturated
+    pixel that is the denoised value (usually below 255), not the clipped reading. Keeping
+    saturated readings cost 1.4 dB on synthetic two-photon captures with 0.8 % of pixels at
+    255 (docs/algorithm.md)."""
     if np.issubdtype(plane.dtype, np.integer):
         info = np.iinfo(plane.dtype)
         np.clip(out, info.min, info.max, out=out)
@@ -211,12 +201,11 @@ def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
 def preserve_local_mean(y: np.ndarray, x: np.ndarray, radius: float = MEAN_RADIUS) -> np.ndarray:
     """Give ``x`` the local mean of ``y``: x + G * (y - x), G a Gaussian of std ``radius``.
 
-    A posterior mean is unbiased on average (E[E[x | y]] = E[x] = E[y] for zero-mean noise),
-    but a short-trained score and the approximations of the Poisson steps are not: on real
-    data the estimate drifts by a few grey levels in dark backgrounds. Restoring the local
-    mean of the data removes that drift and adds only noise averaged over ~(2 radius)^2
-    pixels. The filter reaches 4 * radius pixels, well inside the default tile halo.
-    """
+    A posterior mean is unbiased on average (E[E[x | y]] = E[y] for zero-mean noise), but a
+    short-trained score and the Poisson steps' approximations are not: on real data the
+    estimate drifts by a few grey levels in dark backgrounds. Restoring the data's local
+    mean removes that drift and adds only noise averaged over ~(2 radius)^2 pixels; the
+    filter reaches 4 * radius pixels, well inside the default tile halo."""
     return (x + gaussian_filter((y - x).astype(np.float32), radius, mode="reflect")).astype(
         np.float32)
 
@@ -285,11 +274,9 @@ def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, i
 
 
 class TiledDenoiser:
-    """Denoise an array-like of any layout plane by plane, one haloed tile at a time.
-
-    The halo (``overlap``) defaults to the network's receptive field plus the reach of the
-    local-mean filter, so that tiles give the whole-plane result to float tolerance.
-    """
+    """Denoise an array-like of any layout plane by plane, one haloed tile at a time; the
+    halo (``overlap``) defaults to the network's receptive field plus the local-mean
+    filter's reach, so tiles give the whole-plane result to float tolerance."""
 
     def __init__(self, model: Noise2ScoreModel, shape: tuple[int, ...], axes: str | None = None,
                  noise: NoiseParams | None = None, tile: int | None = None,

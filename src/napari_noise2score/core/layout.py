@@ -74,9 +74,8 @@ def read_window(source, index: tuple, transpose: bool) -> np.ndarray:
     except Noise2ScoreError:
         raise
     except Exception as exc:
-        raise InputFileError(
-            f"cannot read the input (truncated or corrupt?): {type(exc).__name__}: {exc}"
-        ) from None
+        raise InputFileError(f"cannot read the input (truncated or corrupt?): "
+                             f"{type(exc).__name__}: {exc}") from None
     return block.T if transpose else block
 
 

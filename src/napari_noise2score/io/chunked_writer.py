@@ -18,10 +18,8 @@ import numpy as np
 
 from ..core.errors import OutputError
 from ..core.stack import cast_result
-from .atomic import STALE_AFTER_SECONDS as STALE_AFTER_SECONDS
 from .atomic import _host as _host
 from .atomic import atomic_output
-from .atomic import is_stale as is_stale
 from .atomic import remove_stale_temporaries as remove_stale_temporaries
 from .atomic import temporaries as temporaries
 from .calibration import Calibration, tiff_options
@@ -47,23 +45,17 @@ def check_output(path: Path, nbytes: int, inputs: Iterable[Path] = ()) -> None:
     check_location(path, nbytes, inputs, "zarr" if is_zarr_output(path) else "file")
 
 
-def write_planes(
-    path: str | os.PathLike,
-    planes: Iterable[np.ndarray],
-    stack_shape: tuple[int, ...],
-    plane_shape: tuple[int, int],
-    axes: str,
-    dtype: np.dtype | type = np.float32,
-    calibration: Calibration | None = None,
-) -> Path:
+def write_planes(path: str | os.PathLike, planes: Iterable[np.ndarray],
+                 stack_shape: tuple[int, ...], plane_shape: tuple[int, int], axes: str,
+                 dtype: np.dtype | type = np.float32,
+                 calibration: Calibration | None = None) -> Path:
     """Write float32 planes (Y, X), given in stack C order, as one TIFF or zarr array of
     shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX), atomically
-    (``atomic_output``).
+    (``atomic_output``), holding one plane at a time.
 
     Planes are converted to ``dtype`` (integers rounded and clipped to the type's range); a
-    TIFF keeps the input's ``calibration`` (``io.calibration``). Only one plane is held at a
-    time. TIFF becomes BigTIFF when it would pass 4 GiB. A result with no finite value at
-    all (a broken model) is refused and nothing is kept.
+    TIFF keeps the input's ``calibration`` (``io.calibration``) and becomes BigTIFF past
+    4 GiB. A result with no finite value at all (a broken model) is refused, nothing kept.
     """
     path = Path(path)
     dtype = np.dtype(dtype)

@@ -133,6 +133,19 @@ class DockPanel(Container):
         self.say(f"error: {exc}")
         show_error(f"Noise2Score: {exc}")
 
+    def _attempt(self, action: Any, *args: Any) -> bool:
+        """Run ``action(*args)``; a Noise2ScoreError is shown (``_error``) and gives False."""
+        try:
+            action(*args)
+        except Noise2ScoreError as exc:
+            self._error(exc)
+            return False
+        return True
+
+    def _load_dialog(self) -> None:
+        if path := ask_path("r", "Load model", "", MODEL_FILES):
+            self.load_model(path)
+
     def stop(self) -> None:
         """Ask the worker to end (Stop): training keeps the model so far; denoising leaves the
         layer unchanged."""

@@ -14,9 +14,7 @@ from ..core.errors import Cancelled, Noise2ScoreError
 from ..core.inference import DEFAULT_TILE, TTA_AUTO_PIXELS
 from ..core.prior import is_unbound, rebind
 from ._common import (
-    MODEL_FILES,
     DockPanel,
-    ask_path,
     buttons,
     is_lazy,
     layer_array,
@@ -116,14 +114,7 @@ class DenoiseWidget(DockPanel):
         return changed
 
     def load_model(self, path: str | Path) -> None:
-        try:
-            self.store.load(path)
-        except Noise2ScoreError as exc:
-            self._error(exc)
-
-    def _load_dialog(self) -> None:
-        if path := ask_path("r", "Load model", "", MODEL_FILES):
-            self.load_model(path)
+        self._attempt(self.store.load, path)
 
     # ---- denoising -------------------------------------------------------------------
     def start_denoising(self) -> None:
