@@ -158,14 +158,12 @@ def denoise(inputs: str | list[str], model: str, output: str, sigma: float | Non
             dtype: str = "float32", series: int | None = None) -> dict[str, Any]:
     """Denoise image files (files, folders, globs) with a model file (or "pretrained": the
     shipped prior, its noise estimated unless given) into ``output`` (a folder, or one
-    .tif/.zarr for one input), as a resumable batch.
-
-    ``scheduler``: a dask.distributed address to spread the files (or a large file's tiles)
-    over. ``tta`` and ``mixed_mode`` override the model's settings; ``threads`` fixes
-    torch's thread count (reproducible results); ``dtype`` "same" writes the inputs' type;
-    ``series``: the image series of TIFFs that hold several. Returns the summary as a dict:
-    ``done`` and ``skipped`` (output paths), ``failed`` ({input: error}), ``seconds``.
-    """
+    .tif/.zarr for one input), as a resumable batch. ``scheduler``: a dask.distributed
+    address to spread the files (or a large file's tiles) over; ``tta`` and ``mixed_mode``
+    override the model's; ``threads`` fixes torch's thread count (reproducible results);
+    ``dtype`` "same" writes the inputs' type; ``series``: the image series of TIFFs that
+    hold several. Returns the summary as a dict: ``done`` and ``skipped`` (output paths),
+    ``failed`` ({input: error}), ``seconds``."""
     from .api import bind_to_files, load_model
     from .batch import denoise_batch, plan_jobs
 

@@ -91,12 +91,10 @@ def denoise(data: np.ndarray, model: Noise2ScoreModel | str | os.PathLike,
             dtype: str = "float32") -> np.ndarray:
     """Denoise ``data`` with a model (or a model file), in the input's units: float32, or
     with ``dtype="same"`` the input's type (integers rounded and clipped to its range).
-
     ``sigma``, ``gain`` and ``shape`` override the model's noise parameters; ``tile`` and
     ``overlap`` default to what fits in memory and the network's receptive field. A dask
     array gives a lazy dask array back (tiles denoised when computed; no ``progress`` or
-    ``stop``); any other array is denoised now.
-    """
+    ``stop``); any other array is denoised now."""
     data = data if is_lazy(data) else np.asarray(data)
     out_dtype = result_dtype(dtype, data.dtype)
     model, params = pipeline.bound_model(model, sigma, gain, shape, data, axes)
@@ -135,19 +133,18 @@ def denoise_file(path: str | os.PathLike, model: Noise2ScoreModel | str | os.Pat
                  progress: ProgressFn | None = None, stop: StopFn | None = None, client=None,
                  threads: int | None = None, dtype: str = "float32",
                  series: int | None = None) -> Path:
-    """Denoise an image file of any size into ``output`` (.tif/.tiff or .zarr), streaming.
+    """Denoise an image file of any size into ``output`` (.tif/.tiff or .zarr), streaming:
+    read tile by tile, written plane by plane (float32, or the input's type with
+    ``dtype="same"``; stack axes first, then Y and X; a TIFF keeps the input's calibration).
 
-    Read tile by tile, written plane by plane (float32, or the input's type with
-    ``dtype="same"``; stack axes first, then Y and X; a TIFF keeps the input's calibration),
-    so memory stays bounded. ``series``: the image series of a TIFF that holds several.
-    ``tile`` defaults to what fits in ``memory`` bytes (default: from the available memory),
-    ``overlap`` to the receptive field. ``progress(tiles_done, tiles_total)`` is called
-    after each tile; ``stop()`` is polled before each and ends the run with ``Cancelled``,
-    leaving no output. ``client`` (a ``distributed.Client`` or a scheduler address)
-    denoises the tiles on the cluster's workers (same tiles and result; the output is
-    written here). ``threads`` fixes torch's threads (here, or on each worker): results
-    are bit-identical for the same count.
-    """
+    ``series``: the image series of a TIFF that holds several. ``tile`` defaults to what
+    fits in ``memory`` bytes (default: from the available memory), ``overlap`` to the
+    receptive field. ``progress(tiles_done, tiles_total)`` is called after each tile;
+    ``stop()`` is polled before each and ends the run with ``Cancelled``, leaving no output.
+    ``client`` (a ``distributed.Client`` or a scheduler address) denoises the tiles on the
+    cluster's workers (same tiles and result; the output is written here). ``threads``
+    fixes torch's threads (here, or on each worker): results are bit-identical for the same
+    count."""
     options = {"axes": axes, "sigma": sigma, "gain": gain, "shape": shape, "tile": tile,
                "overlap": overlap, "memory": memory, "dtype": dtype, "series": series}
     if client is None:

@@ -97,11 +97,9 @@ def _is_image(path: Path) -> bool:
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files, folders (their images: TIFF, PNG/JPEG, .npy, zarr stores; not recursive) and
-    glob patterns (``**`` recurses) as a sorted-per-entry, duplicate-free list of paths.
-
-    A pattern or folder that matches no image raises Noise2ScoreError; a plain file is kept
-    as given (a missing or unreadable one fails later, as that file's error).
-    """
+    glob patterns (``**`` recurses) as a sorted-per-entry, duplicate-free list of paths. A
+    pattern or folder that matches no image raises Noise2ScoreError; a plain file is kept
+    as given (a missing or unreadable one fails later, as that file's error)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)

@@ -163,11 +163,9 @@ def blind_search(model: Noise2ScoreModel, planes: Sequence[np.ndarray],
                  grid: Sequence[float] | None = None, parameter: str | None = None,
                  noise: str | None = None, max_pixels: int = MAX_PIXELS,
                  tile: int = DEFAULT_TILE, overlap: int | None = None) -> BlindResult:
-    """The grid value of the model's searched parameter whose Tweedie estimate minimises Q.
-
-    ``planes`` are 2D arrays in input units; ``grid`` is in input units too (default:
-    ``default_grid``). ``noise``, if given, must be the model's noise model.
-    """
+    """The grid value of the model's searched parameter whose Tweedie estimate minimises Q
+    (``planes`` and ``grid`` in input units; ``grid`` default: ``default_grid``); ``noise``,
+    if given, must be the model's noise model."""
     start = time.perf_counter()
     parameter = _check_model(model, noise, parameter)
     values = check_grid(model, parameter, default_grid(model, parameter) if grid is None else grid)
@@ -207,8 +205,7 @@ def score_estimate(model: Noise2ScoreModel, planes: Sequence[np.ndarray],
     Where the signal is locally flat, -1/R'(y) is the local noise variance v (plus the
     training perturbation sigma_a^2, removed here). Gaussian: sigma^2 = median(v).
     Gamma: v = y^2 / (k - 1), so 1/(k - 1) = median(v / y^2) over clearly positive y.
-    R' is taken with a random +-delta per pixel; the median shrugs off edges and textures.
-    """
+    R' is taken with a random +-delta per pixel; the median shrugs off edges and textures."""
     start = time.perf_counter()
     parameter = _check_model(model, noise, None)
     if not model.config.kind.score_estimable:

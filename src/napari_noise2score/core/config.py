@@ -147,14 +147,12 @@ class TrainConfig:
         return self
 
     def resolved(self, device_type: str, noise_std: float) -> TrainConfig:
-        """A copy with every automatic field filled in.
-
-        ``device_type`` ('cpu', 'cuda', 'mps') sizes the network; ``noise_std``, the typical
-        noise std in the training domain, sets the sigma_a schedule: from the noise std to a
-        third of it, where a short training still learns the score well (docs/algorithm.md);
-        Poisson-type noise is learned in photon counts and sigma_a never goes below 1.0 to
-        0.5 counts there (on the count lattice a smaller one spoils Tweedie, ALGORITHM.md 2).
-        """
+        """A copy with every automatic field filled in: ``device_type`` ('cpu', 'cuda',
+        'mps') sizes the network; ``noise_std``, the typical noise std in the training
+        domain, sets the sigma_a schedule: from the noise std to a third of it, where a short
+        training still learns the score well (docs/algorithm.md); in photon counts sigma_a
+        never goes below 1.0 to 0.5 counts (on the count lattice a smaller one spoils
+        Tweedie, ALGORITHM.md 2)."""
         big = device_type != "cpu"
         net = {"width": 48, "depth": 4, "unshuffle": 1} if big else {
             "width": 24, "depth": 3, "unshuffle": 2}

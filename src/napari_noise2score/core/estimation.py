@@ -112,11 +112,9 @@ def _window_stats(planes: Sequence[np.ndarray], lag: int) -> tuple[np.ndarray, .
 def _flat_windows(mean: np.ndarray, var: np.ndarray, struct: np.ndarray, valid: np.ndarray,
                   excess: float = 1.0) -> np.ndarray:
     """Windows without structure: horizontal/vertical detail close to the predicted noise.
-
     Selecting on ``struct`` (not on ``var``, an independent Haar component) keeps the noise
     variances of the chosen windows unbiased. The prediction comes from a first robust fit
-    over all windows (bin medians shrug off the minority of windows with edges).
-    """
+    over all windows (bin medians shrug off the minority of windows with edges)."""
     keep = valid.copy()
     for _ in range(2):
         if keep.sum() < MIN_WINDOWS:
@@ -163,8 +161,7 @@ def estimate_noise(images: np.ndarray | Sequence[np.ndarray], max_planes: int = 
     Correlated noise (see ``CORRELATED``) is estimated again on sub-images of every second
     pixel, where the pixel variances are no longer hidden by the correlation. With too few
     flat regions the estimate fails with a clear error, or, with ``fallback``, assumes
-    Gaussian noise with a robust sigma and says so in its note (quality 0).
-    """
+    Gaussian noise with a robust sigma and says so in its note (quality 0)."""
     if isinstance(images, np.ndarray):
         images = [images]
     planes = _sample_planes(images, max_planes)

@@ -84,12 +84,10 @@ def _first_lines(exc: Exception, keep: int = 2) -> str:
 
 @dataclass
 class Noise2ScoreModel:
-    """A score network for one noise model, with what is needed to apply it.
-
-    ``scale`` is the input intensity that maps to 1.0 for the network. The network takes
-    scaled intensities and returns the score in its training domain: photon counts for
-    Poisson-type noise (``domain`` = gain / scale), scaled intensities otherwise.
-    """
+    """A score network for one noise model, with what is needed to apply it. ``scale`` is
+    the input intensity that maps to 1.0 for the network, which takes scaled intensities
+    and returns the score in its training domain: photon counts for Poisson-type noise
+    (``domain`` = gain / scale), scaled intensities otherwise."""
 
     config: TrainConfig
     net: ScoreUNet

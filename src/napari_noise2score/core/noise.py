@@ -272,10 +272,8 @@ def simulate(clean: np.ndarray, noise: NoiseParams, seed: int | None = 0) -> np.
 def tweedie(y: np.ndarray, score: np.ndarray, noise: NoiseParams, smoothing: float = 0.0,
             mixed_mode: str = "gaussian-then-poisson") -> np.ndarray:
     """Posterior-mean estimate of the clean image from ``y`` and the score d log p(y)/dy.
-
-    ``smoothing`` is the std of the Gaussian perturbation whose smoothed density the score
-    describes (the last sigma_a of training): it is removed as Gaussian noise, together with
-    the read noise of Poisson-Gaussian data, before the Poisson or Gamma step.
-    """
+    ``smoothing``, the std of the Gaussian perturbation whose smoothed density the score
+    describes (the last sigma_a of training), is removed as Gaussian noise, with the read
+    noise of Poisson-Gaussian data, before the Poisson or Gamma step."""
     noise.validate()
     return noise.kind.tweedie(np.asarray(y), np.asarray(score), noise, smoothing**2, mixed_mode)

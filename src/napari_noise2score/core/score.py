@@ -25,12 +25,10 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
 def training_domain(config: TrainConfig, scale: float) -> tuple[float, NoiseParams]:
-    """The training domain of a model whose intensities are divided by ``scale``.
-
-    Returns the scaled intensity of one domain unit (one photon count for Poisson-type
-    noise, else 1.0) and the noise parameters expressed in that domain. After the Anscombe
-    transform the noise is Gaussian with std 1 before scaling.
-    """
+    """The training domain of a model whose intensities are divided by ``scale``: the scaled
+    intensity of one domain unit (one photon count for Poisson-type noise, else 1.0) and the
+    noise parameters in that domain (after the Anscombe transform, Gaussian of std 1 before
+    scaling)."""
     if config.anscombe:
         return 1.0, NoiseParams(GAUSSIAN.name, sigma=1.0 / scale)
     domain = config.gain / scale if config.count_domain else 1.0

@@ -68,10 +68,8 @@ def check_image(data: np.ndarray, name: str = "image") -> None:
 
 def intensity_scale(arrays: Sequence[np.ndarray], offset: float = 0.0,
                     max_samples: int = 2_000_000) -> float:
-    """The intensity above ``offset`` that maps to 1.0 for the network.
-
-    8-bit data: 255 - offset (so the usual 0-255 conventions hold); else a robust maximum.
-    """
+    """The intensity above ``offset`` that maps to 1.0 for the network: for 8-bit data
+    255 - offset (so the usual 0-255 conventions hold), else a robust maximum."""
     if all(a.dtype == np.uint8 for a in arrays) and offset < 128:
         return 255.0 - offset
     rng = np.random.default_rng(0)

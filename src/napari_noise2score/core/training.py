@@ -115,14 +115,12 @@ def iter_training(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig
                   stop: Callable[[], bool] | None = None) -> Iterator[TrainUpdate]:
     """Train a score network on noisy ``images``; yield a TrainProgress per step, then TrainDone.
 
-    With ``config.noise == "auto"`` the noise is first estimated from the images and a
-    NoiseEstimated update is yielded before training starts. A TrainNote then says where
-    training starts (``config.init``): fine-tuning (``finetune.py``: the pretrained prior by
-    default when the noise is in its range) or from scratch.
-
-    ``stop`` is polled before every step: training ends within one step of it returning True,
-    and the model trained so far is still delivered. Running out of memory raises one clear
-    Noise2ScoreError.
+    With ``config.noise == "auto"`` the noise is first estimated from the images (a
+    NoiseEstimated update); a TrainNote then says where training starts (``config.init``):
+    fine-tuning (``finetune.py``: the pretrained prior by default when the noise is in its
+    range) or from scratch. ``stop`` is polled before every step: training ends within one
+    step of it returning True, and the model so far is still delivered. Running out of
+    memory raises one clear Noise2ScoreError.
     """
     with _memory_errors():
         yield from _iter_training(images, config, stop)

@@ -66,12 +66,9 @@ def is_package(path: str | os.PathLike) -> bool:
 
 # ---- export -------------------------------------------------------------------------------
 def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """A float32 2D plane for the test pair, and a sentence saying where it came from.
-
-    ``image`` (the training data, or an image like it): the centre crop of its first plane;
-    without one, the plugin's synthetic sample brought to the model's intensities with its
-    noise model simulated on it.
-    """
+    """A float32 2D plane for the test pair, and a sentence saying where it came from: the
+    centre crop of the first plane of ``image`` (the training data, or an image like it),
+    else the plugin's synthetic sample at the model's intensities with its noise simulated."""
     if image is not None:
         image = np.asarray(image)
         check_image(image)
@@ -206,26 +203,16 @@ def halo_px(model: Noise2ScoreModel) -> int:
     return default_overlap(model.net) + int(TRUNCATE * MEAN_RADIUS + 0.5)
 
 
-def export_package(
-    model: Noise2ScoreModel,
-    path: str | os.PathLike,
-    image: np.ndarray | None = None,
-    name: str | None = None,
-    description: str | None = None,
-    authors: Sequence[str] | None = None,
-    training_data: str | None = None,
-    license: str = "CC-BY-4.0",
-    tta: bool = False,
-    validate: bool = True,
-) -> tuple[Path, str]:
-    """Write ``model`` as a bioimage.io model package ``path`` (.zip, atomically).
-
-    Returns the path and the sentence saying which data the test pair was made from.
-    Raises ExportError for a model the export does not reproduce, or when the exported
-    module disagrees with the plugin's own denoising of the test image.
-    """
+def export_package(model: Noise2ScoreModel, path: str | os.PathLike,
+                   image: np.ndarray | None = None, name: str | None = None,
+                   description: str | None = None, authors: Sequence[str] | None = None,
+                   training_data: str | None = None, license: str = "CC-BY-4.0",
+                   tta: bool = False, validate: bool = True) -> tuple[Path, str]:
+    """Write ``model`` as a bioimage.io model package ``path`` (.zip, atomically); return the
+    path and the sentence saying which data the test pair was made from. ExportError for a
+    model the export does not reproduce, or whose exported module disagrees with the
+    plugin's own denoising of the test image."""
     require_bioimageio()
-
     path = Path(path)
     if not is_package(path):
         raise ExportError(f"a bioimage.io package is a .zip file, not {path.name}")

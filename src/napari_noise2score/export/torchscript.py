@@ -75,28 +75,9 @@ class InverseAffine(nn.Module):
         return x * self.multiply + self.shift
 
 
-class AnscombeForward(nn.Module):
-    """``Noise2ScoreModel.to_scaled`` on the Anscombe route: ``core.anscombe.gat_forward``
-    (in float64, as numpy computes it; the argument of the square root clipped at 0), then
-    float32, divided by the intensity scale."""
-
-    def __init__(self, gain: float, sigma: float, offset: float, scale: float) -> None:
-        super().__init__()
-        self.gain = float(gain)
-        self.offset = float(offset)
-        self.s2 = (float(sigma) / float(gain)) ** 2
-        self.scale = float(scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x.to(torch.float64) - self.offset) / self.gain
-        f = 2.0 * torch.sqrt(torch.clamp(z + 0.375 + self.s2, min=0.0))
-        return f.to(torch.float32) / self.scale
-
-
-class InverseAnscombe(nn.Module):
-    """``Noise2ScoreModel.from_scaled`` on the Anscombe route: times the intensity scale (in
-    float32), then ``core.anscombe.gat_inverse`` in float64: the closed-form approximation
-    of the exact unbiased inverse, D clamped from below at ``D_MIN``, counts clipped at 0."""
+class _Anscombe(nn.Module):
+    """The numbers of the generalized Anscombe transform and its inverse: gain, offset,
+    s^2 = (sigma / gain)^2, the intensity scale, ``D_MIN`` and sqrt(3/2)."""
 
     def __init__(self, gain: float, sigma: float, offset: float, scale: float) -> None:
         super().__init__()
@@ -106,6 +87,23 @@ class InverseAnscombe(nn.Module):
         self.scale = float(scale)
         self.d_min = float(D_MIN)
         self.r = math.sqrt(1.5)
+
+
+class AnscombeForward(_Anscombe):
+    """``Noise2ScoreModel.to_scaled`` on the Anscombe route: ``core.anscombe.gat_forward``
+    (in float64, as numpy computes it; the argument of the square root clipped at 0), then
+    float32, divided by the intensity scale."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.to(torch.float64) - self.offset) / self.gain
+        f = 2.0 * torch.sqrt(torch.clamp(z + 0.375 + self.s2, min=0.0))
+        return f.to(torch.float32) / self.scale
+
+
+class InverseAnscombe(_Anscombe):
+    """``Noise2ScoreModel.from_scaled`` on the Anscombe route: times the intensity scale (in
+    float32), then ``core.anscombe.gat_inverse`` in float64: the closed-form approximation
+    of the exact unbiased inverse, D clamped from below at ``D_MIN``, counts clipped at 0."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = torch.clamp((x * self.scale).to(torch.float64), min=self.d_min)
@@ -127,12 +125,10 @@ class _UpStage(nn.Module):
 
 class ScriptUNet(nn.Module):
     """``ScoreUNet`` with a scriptable forward (the decoder stages stored deepest first).
-
     With ``tau`` (a number: the total noise std in scaled intensities) it is
-    ``prior.ConditionedUNet``: a constant channel tau / COND_REF is appended to each
-    (sub-)image before the first layer, and the residual is tau times the output. tau is a
-    non-persistent float32 buffer, as in the plugin, so the weights' keys are unchanged.
-    """
+    ``ConditionedUNet``: a constant channel tau / COND_REF is appended to each (sub-)image
+    before the first layer, and the residual is tau times the output; tau is a
+    non-persistent float32 buffer, as in the plugin, so the weights' keys are unchanged."""
 
     def __init__(self, width: int, depth: int, unshuffle: int, stride: int,
                  tau: float | None = None) -> None:
@@ -379,13 +375,11 @@ class LocalMean(nn.Module):
 class ExportedDenoiser(nn.Module):
     """The plugin's denoising of (B, 1, H, W) planes, input units in, float32 out.
 
-    The constructor takes ``denoiser_spec``'s numbers (the model's noise parameters in
-    scaled intensities); the weights are the network's (``ScriptUNet`` keys).
-    ``transform="anscombe"`` takes the Anscombe route: the generalized Anscombe transform
-    for gain ``gat_gain`` and read noise ``gat_sigma`` (input units), Gaussian score and
-    Tweedie of std ``noise_w_sigma`` there, then the exact unbiased inverse. ``tau`` (the
-    noise std in scaled intensities) makes the network the noise-conditioned one.
-    """
+    The constructor takes ``denoiser_spec``'s numbers (noise parameters in scaled
+    intensities); the weights are the network's (``ScriptUNet`` keys). ``transform=
+    "anscombe"``: the generalized Anscombe transform for gain ``gat_gain`` and read noise
+    ``gat_sigma`` (input units), Gaussian score and Tweedie of std ``noise_w_sigma`` there,
+    then the exact unbiased inverse. ``tau`` makes the network the noise-conditioned one."""
 
     def __init__(self, width: int, depth: int, unshuffle: int, stride: int, offset: float,
                  scale: float, noise: str, sigma: float | None, gain: float | None,

@@ -1,11 +1,8 @@
-"""Writing results plane by plane (TIFF or zarr) without holding them whole in memory.
-
-Output goes to a temporary name beside the target and is renamed when complete: a stop,
-an error or a full disk leaves no partial file behind, and the target (if it existed) is
-untouched until the end. A killed process cannot remove its temporary file; the name says
-which host and process wrote it (``.NAME.HOST.PID.RANDOM.tmp``) so that a later run can
-tell a dead writer's leftover from a live one's work (``remove_stale_temporaries``; both
-live in ``io.atomic`` and are imported here too).
+"""Writing results plane by plane (TIFF or zarr) without holding them whole in memory,
+under a temporary name renamed when complete (``io.atomic``): a stop, an error or a full
+disk leaves no partial file, and an existing target is untouched until the end. The names
+say which host and process wrote them, so a later run tells a killed writer's leftover from
+a live one's work (``remove_stale_temporaries``, also importable from here).
 """
 
 from __future__ import annotations
@@ -51,12 +48,10 @@ def write_planes(path: str | os.PathLike, planes: Iterable[np.ndarray],
                  calibration: Calibration | None = None) -> Path:
     """Write float32 planes (Y, X), given in stack C order, as one TIFF or zarr array of
     shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX), atomically
-    (``atomic_output``), holding one plane at a time.
-
-    Planes are converted to ``dtype`` (integers rounded and clipped to the type's range); a
-    TIFF keeps the input's ``calibration`` (``io.calibration``) and becomes BigTIFF past
-    4 GiB. A result with no finite value at all (a broken model) is refused, nothing kept.
-    """
+    (``atomic_output``), holding one plane at a time. Planes are converted to ``dtype``
+    (integers rounded and clipped to the type's range); a TIFF keeps the input's
+    ``calibration`` and becomes BigTIFF past 4 GiB. A result with no finite value at all (a
+    broken model) is refused, nothing kept."""
     path = Path(path)
     dtype = np.dtype(dtype)
     finite = [False]
