@@ -35,9 +35,8 @@ def _paths(inputs: str | list[str]) -> list[str]:
 
 
 def in_parameter_terms(message: str) -> str:
-    """A message written for the command line, worded for keyword parameters:
-    ``--series N`` becomes ``series=N`` and a bare ``--max-seconds`` "the max_seconds
-    parameter"."""
+    """A message written for the command line, worded for keyword parameters: ``--series N``
+    becomes ``series=N``, a bare ``--max-seconds`` "the max_seconds parameter"."""
     def word(match: re.Match) -> str:
         name, value = match.group(1).replace("-", "_"), match.group(2)
         return f"{name}={value}" if value else f"the {name} parameter"
@@ -111,9 +110,8 @@ def _command(func: Callable) -> Callable:
         except Noise2ScoreError as exc:
             raise type(exc)(in_parameter_terms(str(exc))) from None
         except OSError as exc:  # e.g. a folder where a file is wanted
-            raise Noise2ScoreError(
-                f"{command}: cannot use {exc.filename or 'a path'}: {exc.strerror or exc}"
-            ) from None
+            raise Noise2ScoreError(f"{command}: cannot use {exc.filename or 'a path'}: "
+                                   f"{exc.strerror or exc}") from None
 
     return checked
 

@@ -156,11 +156,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="napari-noise2score",
-        description="Self-supervised Noise2Score denoising: learn the score of your noisy "
-        "images, then denoise them with Tweedie's formula.",
-    )
+    parser = _Parser(prog="napari-noise2score", description="Self-supervised Noise2Score "
+                     "denoising: learn the score of your noisy images, then denoise them with "
+                     "Tweedie's formula.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on noisy images")
@@ -518,8 +516,8 @@ def _flags() -> dict[str, tuple[str, bool]]:
 
 def in_flag_terms(message: str) -> str:
     """A library message, worded in parameter names, in this command line's flags:
-    ``axes=TZYX`` becomes ``--axes TZYX``, ``tta=False`` ``--no-tta``, and "the
-    max_steps parameter" ``--steps``; names that are not options stay as they are."""
+    ``axes=TZYX`` becomes ``--axes TZYX``, ``tta=False`` ``--no-tta``, "the max_steps
+    parameter" ``--steps``; names that are not options stay as they are."""
     flags = _flags()
 
     def value(match: re.Match) -> str:

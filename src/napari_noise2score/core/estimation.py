@@ -61,11 +61,9 @@ class NoiseEstimate:
         return asdict(self)
 
     def describe(self) -> str:
-        parts = [f"noise model: {self.model}"]
-        for name in ("gain", "sigma", "shape"):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(f"{name} = {value:.4g}")
+        parts = [f"noise model: {self.model}"] + [
+            f"{name} = {getattr(self, name):.4g}" for name in ("gain", "sigma", "shape")
+            if getattr(self, name) is not None]
         if self.offset:
             parts.append(f"offset = {self.offset:.4g}")
         parts.append(f"neighbour correlation = {self.correlation:.2f}")

@@ -164,14 +164,6 @@ def haloed(window: tuple[int, int, int, int], overlap: int,
     return max(y0 - overlap, 0), min(y1 + overlap, h), max(x0 - overlap, 0), min(x1 + overlap, w)
 
 
-def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> NoiseParams:
-    """The noise parameters to denoise with (model's, or ``noise``), in scaled intensities."""
-    params = (noise or model.noise_params()).validate()
-    if params.model != model.config.noise:
-        model.noise_params(noise=params.model)  # raises the mismatch error
-    return model.tweedie_noise(params)
-
-
 def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParams) -> np.ndarray:
     """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
     with the model's mixed-noise mode and TTA setting. Every step after the network is
@@ -287,7 +279,10 @@ class TiledDenoiser:
         self.tta = resolve_tta(model.config.tta, math.prod(shape))
         self.model = model.with_options(tta=self.tta)
         self.layout = PlaneLayout(tuple(shape), check_axes(axes, len(shape)))
-        self.scaled = scaled_noise(model, noise)
+        params = (noise or model.noise_params()).validate()  # the model's, or ``noise``
+        if params.model != model.config.noise:
+            model.noise_params(noise=params.model)  # raises the mismatch error
+        self.scaled = model.tweedie_noise(params)  # in scaled intensities
         if overlap is None:  # the network's field, and the local mean's reach beyond it
             overlap = default_overlap(net) + _round_up(MEAN_REACH, m)
         if overlap < 0 or (tile is not None and tile < 1):

@@ -92,19 +92,15 @@ def check_network_fits(config: TrainConfig, device_type: str) -> int:
     return nbytes
 
 
-def _is_allocation_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and ("allocate" in text or "out of memory" in text))
-
-
 @contextmanager
 def _memory_errors() -> Iterator[None]:
     """An allocation failure (MemoryError, torch's CPU or GPU out of memory) as one line."""
     try:
         yield
     except (MemoryError, RuntimeError) as exc:
-        if not _is_allocation_error(exc):
+        text = str(exc).lower()
+        if not isinstance(exc, MemoryError) and "allocate" not in text \
+                and "out of memory" not in text:
             raise
         raise Noise2ScoreError(
             f"out of memory while training ({type(exc).__name__}): choose a smaller width, "

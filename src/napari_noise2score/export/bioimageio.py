@@ -103,18 +103,6 @@ def _input_scale(model: Noise2ScoreModel) -> float:
     return float(gat_inverse(np.array([model.scale]), cfg.gain, cfg.sigma or 0.0)[0])
 
 
-def _weights_bytes(model: Noise2ScoreModel) -> int:
-    return sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
-
-
-def _plugin_denoise(model: Noise2ScoreModel, plane: np.ndarray) -> np.ndarray:
-    return denoise_array(model.with_options(tta=False), plane)
-
-
-def _tolerance(reference: np.ndarray) -> float:
-    return 1e-4 * max(1.0, float(np.abs(reference).max()))
-
-
 def _cover(noisy: np.ndarray, denoised: np.ndarray, path: Path) -> None:
     """Noisy | denoised side by side (2:1), both with the noisy image's 1-99.8 % range."""
     lo, hi = np.percentile(noisy, [1, 99.8])
@@ -217,16 +205,17 @@ def export_package(model: Noise2ScoreModel, path: str | os.PathLike,
     if not is_package(path):
         raise ExportError(f"a bioimage.io package is a .zip file, not {path.name}")
     check_exportable(model.config)
-    check_location(path, 3 * _weights_bytes(model) + 2**21, what="package")
+    weights = sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
+    check_location(path, 3 * weights + 2**21, what="package")
     plane, test_source = make_test_plane(model, image)
     denoiser = build_denoiser(model, tta)
     scripted = torch.jit.script(denoiser)
     with torch.inference_mode():
         out = scripted(torch.from_numpy(plane)[None, None]).numpy()
     if not tta:
-        reference = _plugin_denoise(model, plane)
+        reference = denoise_array(model.with_options(tta=False), plane)  # the plugin's own
         diff = float(np.abs(out[0, 0] - reference).max())
-        if not diff <= _tolerance(reference):
+        if not diff <= 1e-4 * max(1.0, float(np.abs(reference).max())):
             raise ExportError(f"the exported module differs from the plugin's denoising by "
                               f"{diff:.3g}: this model cannot be exported exactly")
     name = name or f"Noise2Score {model.config.noise} denoiser"

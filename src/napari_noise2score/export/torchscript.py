@@ -499,9 +499,8 @@ def denoiser_spec(model: Noise2ScoreModel, tta: bool = False) -> dict[str, Any]:
         "width": int(config.width), "depth": int(config.depth),
         "unshuffle": int(config.unshuffle), "stride": int(config.decorrelate or 1),
         "noise": config.noise,
-        "sigma": None if scaled.sigma is None else float(scaled.sigma),
-        "gain": None if scaled.gain is None else float(scaled.gain),
-        "shape": None if scaled.shape is None else float(scaled.shape),
+        **{k: None if getattr(scaled, k) is None else float(getattr(scaled, k))
+           for k in ("sigma", "gain", "shape")},
         "noise_w_sigma": float(noise_w.sigma or 0.0),
         "mixed_mode": config.mixed_mode, "tta": bool(tta), "mean_radius": float(MEAN_RADIUS),
         "transform": "anscombe" if config.anscombe else "none", "tau": network_tau(model),

@@ -187,9 +187,8 @@ def buttons(*names: str) -> tuple[Container, list[PushButton]]:
 def layer_array(layer: Any) -> np.ndarray:
     """The data of an image layer, refused when it cannot be denoised."""
     if getattr(layer, "rgb", False):
-        raise Noise2ScoreError(
-            f"layer {layer.name!r} is RGB; split it into channels (right-click > Split RGB)"
-        )
+        raise Noise2ScoreError(f"layer {layer.name!r} is RGB; split it into channels "
+                               "(right-click > Split RGB)")
     # multiscale: the full-resolution level
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return np.asarray(data)

@@ -13,14 +13,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, SpinBox
 from ..core.errors import Cancelled, Noise2ScoreError
 from ..core.inference import DEFAULT_TILE, TTA_AUTO_PIXELS
 from ..core.prior import is_unbound, rebind
-from ._common import (
-    DockPanel,
-    buttons,
-    is_lazy,
-    layer_array,
-    preload_engine,
-    wrapping,
-)
+from ._common import DockPanel, buttons, is_lazy, layer_array, preload_engine, wrapping
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
 #: Choices of the "quality" field and the model's tta setting they give (None: by size).

@@ -292,9 +292,12 @@ class TrainWidget(DockPanel):
                      f"{update.sigma_a:.3g}, ETA {format_seconds(update.eta)}")
 
     def _on_finished(self) -> None:
+        import torch
+
         self.worker = self._activity = None
         self._set_running(False)
-        _free_accelerator_memory()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the accelerator's memory back to other programs
 
     def _set_running(self, running: bool) -> None:
         for button in (self.train_button, self.load_button, self.export_button,
@@ -335,9 +338,3 @@ class TrainWidget(DockPanel):
         if path := ask_path("w", "Save model", "model.n2s", "Noise2Score model (*.n2s)"):
             self.save_model(path)
 
-
-def _free_accelerator_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
