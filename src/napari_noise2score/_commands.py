@@ -181,8 +181,7 @@ def denoise(inputs: str | list[str], model: str, output: str, sigma: float | Non
 def estimate_files(inputs, axes: str | None = None,
                    series: int | None = None) -> list[tuple[Path, Any, str | None]]:
     """``(path, estimate, None)`` for each image file of ``inputs`` (files, folders, globs),
-    or ``(path, None, error)`` for one that cannot be read or estimated from: one file's
-    problem does not stop the others."""
+    or ``(path, None, error)``: one file's problem does not stop the others."""
     from .api import estimate_noise as _estimate
     from .batch import expand_inputs
     from .io.lazy import open_lazy, training_planes

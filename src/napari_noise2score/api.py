@@ -19,7 +19,7 @@ from .core.inference import ProgressFn, StopFn, TiledDenoiser, denoise_array
 from .core.layout import is_lazy
 from .core.model import Noise2ScoreModel
 from .core.noise import check_applicable, model_for
-from .core.stack import cast_result, check_axes, check_image, result_dtype, to_planes
+from .core.stack import cast_result, check_axes, image_planes, result_dtype
 from .core.training import TrainProgress, train_model
 from .export.bioimageio import export_package
 from .io.lazy import open_lazy, training_planes
@@ -61,12 +61,7 @@ def estimate_noise(images: np.ndarray | Sequence[np.ndarray], axes: str | None =
     NoiseEstimate (``.model``, ``.sigma``, ``.gain``, ``.shape``, ``.offset``, ``.correlation``
     of neighbouring noise pixels, ``.quality`` from 0 to 1)."""
     arrays = [images] if isinstance(images, np.ndarray) else list(images)
-    stacks = []
-    for array in arrays:
-        array = np.asarray(array)
-        check_image(array)
-        stacks.append(to_planes(array, axes)[0])
-    return _estimate(stacks)
+    return _estimate([image_planes(array, axes) for array in arrays])
 
 
 def export_bioimageio(model: Noise2ScoreModel | str | os.PathLike, path: str | os.PathLike,
@@ -120,9 +115,7 @@ def blind_search(model: Noise2ScoreModel | str | os.PathLike, image: np.ndarray,
     if is_lazy(image):
         planes = training_planes(image, check_axes(axes, image.ndim), max_bytes=4 * limit)
     else:
-        image = np.asarray(image)
-        check_image(image)
-        planes = to_planes(image, axes)[0]
+        planes = image_planes(image, axes)
     return blind.find_parameter(model, planes, method, grid, limit)
 
 

@@ -23,10 +23,9 @@ def open_viewer(files: Sequence[Path] = (), show: bool = True):
     if missing:
         raise Noise2ScoreError(f"no such file: {', '.join(missing)}")
     viewer = napari.Viewer(show=show)
-    if files:
-        for path in files:
-            viewer.open(str(path))
-    else:
+    for path in files:
+        viewer.open(str(path))
+    if not files:
         viewer.open_sample(PLUGIN, "synthetic_fluorescence")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")

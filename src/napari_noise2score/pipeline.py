@@ -26,7 +26,7 @@ from .core.inference import ProgressFn, StopFn, TiledDenoiser
 from .core.layout import is_lazy
 from .core.model import Noise2ScoreModel
 from .core.noise import NoiseParams
-from .core.stack import check_axes, check_image, result_dtype, to_planes
+from .core.stack import check_axes, image_planes, result_dtype
 from .core.training import check_network_fits
 from .export.bioimageio import import_package, is_package
 from .io.calibration import read_calibration
@@ -57,8 +57,7 @@ def sample_planes(data, axes) -> list[np.ndarray]:
         raise Noise2ScoreError("the pretrained prior needs the image to find its noise")
     if is_lazy(data):
         return list(training_planes(data, check_axes(axes, data.ndim), max_bytes=64 * 2**20))
-    check_image(data)
-    planes = to_planes(np.asarray(data), axes)[0]
+    planes = image_planes(data, axes)
     return list(planes[:: max(1, len(planes) // 16)])
 
 
@@ -144,9 +143,8 @@ def plan_options(path: str | os.PathLike, model, output=None, bind: bool = True,
 def denoise_file(path: str | os.PathLike, model: Noise2ScoreModel | str | os.PathLike,
                  output: str | os.PathLike, progress: ProgressFn | None = None,
                  stop: StopFn | None = None, threads: int | None = None, **options) -> Path:
-    """Denoise an image file here, streaming (``api.denoise_file`` without a cluster; the
-    ``options`` are ``TILING_OPTIONS``): read tile by tile, written plane by plane into an
-    atomic output."""
+    """Denoise an image file here, streaming: ``api.denoise_file`` without a cluster (the
+    ``options`` are ``TILING_OPTIONS``)."""
     path, output = Path(path), Path(output)
     before = _version(path)
     plan = plan_options(path, model, output, **options)

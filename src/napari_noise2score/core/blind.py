@@ -163,9 +163,8 @@ def blind_search(model: Noise2ScoreModel, planes: Sequence[np.ndarray],
                  grid: Sequence[float] | None = None, parameter: str | None = None,
                  noise: str | None = None, max_pixels: int = MAX_PIXELS,
                  tile: int = DEFAULT_TILE, overlap: int | None = None) -> BlindResult:
-    """The grid value of the model's searched parameter whose Tweedie estimate minimises Q
-    (``planes`` and ``grid`` in input units; ``grid`` default: ``default_grid``); ``noise``,
-    if given, must be the model's noise model."""
+    """The grid value (input units, default ``default_grid``) of the model's searched
+    parameter whose Tweedie estimate minimises Q; ``noise``, if given, must be the model's."""
     start = time.perf_counter()
     parameter = _check_model(model, noise, parameter)
     values = check_grid(model, parameter, default_grid(model, parameter) if grid is None else grid)

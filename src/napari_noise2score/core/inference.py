@@ -114,9 +114,8 @@ def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tensor:
-    """The network's output on a (1, 1, H, W) block, with ``tta`` averaged over its 8 flips
-    and quarter turns of the block padded to the pooling grid first (every transformed copy
-    meets the same grid, so tiled results still equal whole-plane ones)."""
+    """The network's output on a (1, 1, H, W) block; with ``tta`` averaged over the 8 flips
+    and turns of the block padded to the pooling grid (so tiles still equal the whole)."""
     h, w = block.shape[-2:]
     if not tta:
         return network_output(net, block)
@@ -241,8 +240,7 @@ def _bytes_per_pixel(net: ScoreUNet) -> float:
 
 def choose_tile(net: ScoreUNet, overlap: int, memory: int | None = None) -> int:
     """The largest tile (a multiple of the network's) whose forward pass, halo included, fits
-    in ``memory`` bytes (default: a quarter of the available memory, at most 384 MiB; on a
-    CUDA device, a quarter of its free memory)."""
+    in ``memory`` bytes (default: a quarter of the free memory, on the CPU at most 384 MiB)."""
     if memory is None:
         device = next(net.parameters()).device
         if device.type == "cuda":

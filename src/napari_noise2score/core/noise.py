@@ -239,9 +239,8 @@ class NoiseParams:
 
 def model_for(sigma: float | None = None, gain: float | None = None,
               shape: float | None = None) -> str | None:
-    """The noise model that the given parameters describe, when no model was named: a
-    sigma alone is Gaussian, a gain Poisson (with a sigma, Poisson-Gaussian), a shape Gamma;
-    None when none (or a mix that no model takes) was given."""
+    """The noise model the given parameters describe: a sigma alone is Gaussian, a gain
+    Poisson (with a sigma, Poisson-Gaussian), a shape Gamma; None for none or another mix."""
     given = {n for n, v in (("sigma", sigma), ("gain", gain), ("shape", shape)) if v is not None}
     return next((name for name, kind in NOISE_TYPES.items() if set(kind.needs) == given), None)
 

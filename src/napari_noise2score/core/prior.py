@@ -42,6 +42,8 @@ PRIOR_ARCH = {"width": 24, "depth": 3, "unshuffle": 2}
 TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
+#: The name that stands for the shipped prior wherever a model file is asked for.
+PRETRAINED = "pretrained"
 #: How a refusal ends (dropped where training falls back to scratch by itself).
 HINT = ": train a model from scratch instead (init=scratch)"
 #: The noise model the prior's network is trained for (Poisson-type noise comes to it as
@@ -195,10 +197,6 @@ def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, ste
         net, (steps, seconds) = prior.network(), prior.history
     cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1, **_arch(net))
     return _model(cfg, net, scale, steps, seconds)
-
-
-#: The name that stands for the shipped prior wherever a model file is asked for.
-PRETRAINED = "pretrained"
 
 
 def unbound_model(device: str = "cpu"):

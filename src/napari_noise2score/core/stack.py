@@ -55,6 +55,13 @@ def from_planes(planes: np.ndarray, shape: Sequence[int], axes: str) -> np.ndarr
     return np.transpose(planes.reshape([shape[i] for i in order]), np.argsort(order))
 
 
+def image_planes(data: np.ndarray, axes: str | None = None, name: str = "image") -> np.ndarray:
+    """``data`` checked (``check_image``) and viewed as (N, Y, X) planes (``to_planes``)."""
+    data = np.asarray(data)
+    check_image(data, name)
+    return to_planes(data, axes)[0]
+
+
 def check_image(data: np.ndarray, name: str = "image") -> None:
     """Reject data no denoiser can use: empty, non-numeric, complex, NaN/inf or constant."""
     if data.size == 0:

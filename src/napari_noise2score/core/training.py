@@ -23,7 +23,7 @@ from .noise import NoiseParams
 from .patches import PatchSampler, choose_patch
 from .route import choose_transform, describe_route
 from .score import score_from_residual, to_network_units, training_domain
-from .stack import check_image, intensity_scale, to_planes
+from .stack import image_planes, intensity_scale
 
 # the patch sampler and the update types live below this module and finetune's; they stay
 # importable from here
@@ -47,11 +47,8 @@ def prepare_planes(images: np.ndarray | Sequence[np.ndarray], axes: str | None) 
         images = [images]
     if len(images) == 0:
         raise Noise2ScoreError("no training images given")
-    stacks = []
-    for i, image in enumerate(images):
-        image = np.asarray(image)
-        check_image(image, name=f"training image {i + 1}" if len(images) > 1 else "training image")
-        stacks.append(to_planes(image, axes)[0])
+    stacks = [image_planes(image, axes, f"training image {i + 1}" if len(images) > 1
+                           else "training image") for i, image in enumerate(images)]
     if all(float(s.min()) == float(s.max()) for s in stacks):
         raise Noise2ScoreError("the training images are constant: there is nothing to learn")
     return stacks

@@ -29,7 +29,7 @@ from ..core.errors import ExportError, ModelFileError
 from ..core.inference import MEAN_RADIUS, default_overlap, denoise_array
 from ..core.model import Noise2ScoreModel, package_version
 from ..core.noise import simulate
-from ..core.stack import check_image, to_planes
+from ..core.stack import image_planes
 from ..io.atomic import atomic_output
 from ..io.outputs import check_location
 from ._compat import patch_file_serializer
@@ -71,10 +71,9 @@ def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[
     else the plugin's synthetic sample at the model's intensities with its noise simulated."""
     if image is not None:
         image = np.asarray(image)
-        check_image(image)
         axes = model.config.axes if model.config.axes and \
             len(model.config.axes) == image.ndim else None
-        plane = to_planes(image, axes)[0][0]
+        plane = image_planes(image, axes)[0]
         source = f"the centre of the first plane of the given image (shape {image.shape})"
     else:
         clean = clean_sample((1, 128, 128))[0].astype(np.float64)
@@ -219,12 +218,10 @@ def export_package(model: Noise2ScoreModel, path: str | os.PathLike,
             raise ExportError(f"the exported module differs from the plugin's denoising by "
                               f"{diff:.3g}: this model cannot be exported exactly")
     name = name or f"Noise2Score {model.config.noise} denoiser"
-    description = description or (
-        f"Self-supervised Noise2Score denoiser for {model.config.noise} noise "
-        "(napari-noise2score)")
-    data_text = training_data or (
-        "Not recorded in the model file: the images the model was trained on. The test "
-        f"input is {test_source}.")
+    description = description or (f"Self-supervised Noise2Score denoiser for "
+                                  f"{model.config.noise} noise (napari-noise2score)")
+    data_text = training_data or ("Not recorded in the model file: the images the model was "
+                                  f"trained on. The test input is {test_source}.")
     with tempfile.TemporaryDirectory(prefix="n2s-zoo-") as tmp_name:
         tmp = Path(tmp_name)
         scripted.save(str(tmp / "denoiser.pt"))

@@ -38,10 +38,9 @@ from ..core.score import LEVEL_BOX, training_domain
 #: denoising at all. A field outside this set (a newer plugin's option) is refused unless it
 #: has its default value, so an export never silently drops a step.
 HANDLED_FIELDS = frozenset({
-    "noise", "sigma", "gain", "shape", "offset", "mixed_mode", "tta", "axes",
-    "width", "depth", "unshuffle", "decorrelate",
-    "max_seconds", "max_steps", "patch_size", "batch_size", "learning_rate", "antithetic",
-    "sigma_a_max", "sigma_a_min", "seed", "device",
+    "noise", "sigma", "gain", "shape", "offset", "mixed_mode", "tta", "axes", "width", "depth",
+    "unshuffle", "decorrelate", "max_seconds", "max_steps", "patch_size", "batch_size",
+    "learning_rate", "antithetic", "sigma_a_max", "sigma_a_min", "seed", "device",
     "init",  # where training started: the trained network is what is exported
     "transform",  # "none": Affine pieces; "anscombe": AnscombeForward / InverseAnscombe
     "network",  # "plain": ScriptUNet; "conditioned": ScriptUNet with the noise channel

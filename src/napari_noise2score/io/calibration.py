@@ -101,8 +101,7 @@ def tiff_options(calibration: Calibration | None, axes: str, name: str,
     cal = calibration or Calibration()
     write: dict[str, Any] = {"metadata": {"axes": axes}}
     if cal.resolution is not None:
-        write["resolution"] = cal.resolution
-        write["resolutionunit"] = cal.resolution_unit
+        write.update(resolution=cal.resolution, resolutionunit=cal.resolution_unit)
     if cal.ome or name.lower().endswith((".ome.tif", ".ome.tiff")):
         write["metadata"].update(cal.ome or ome_sampling(cal))
         return {"bigtiff": bigtiff, "ome": True}, write

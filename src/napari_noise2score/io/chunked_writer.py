@@ -33,8 +33,7 @@ def is_zarr_output(path: Path) -> bool:
 
 def check_output(path: Path, nbytes: int, inputs: Iterable[Path] = ()) -> None:
     """Refuse, before any work, an image output that is not .tif/.tiff/.zarr or that
-    ``outputs.check_location`` refuses (an input, a folder, read-only, no room for
-    ``nbytes``: the result's size)."""
+    ``outputs.check_location`` refuses (no room for ``nbytes``, the result's size...)."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES and not is_zarr_output(path):
         raise OutputError(f"cannot write {path.name}: the output must end in .tif, .tiff "

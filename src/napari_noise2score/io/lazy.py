@@ -78,9 +78,8 @@ def _check_tiff_complete(tif, series, path: Path) -> None:
 
 
 def series_index(tif, series: int | None, path: Path) -> int:
-    """The index of the image series to denoise: the only one, or ``series``; a TIFF holding
-    several (e.g. images of different shapes) is refused without a choice, naming them,
-    rather than silently keeping the first."""
+    """The index of the image series to denoise: the only one, or ``series`` (a TIFF holding
+    several is refused without a choice, naming them, rather than keeping the first)."""
     found = tif.series
     if not found:
         raise InputFileError(f"cannot read {path}: not a valid TIFF file (no image in it)")

@@ -159,8 +159,7 @@ class DockPanel(Container):
 
 def default_layer(images: Any, active: Any) -> Any:
     """The layer a user means: the active one when it is a visible image, else the top
-    visible image (a hidden reference such as the sample's clean image is never the
-    default), else the top image."""
+    visible image (never a hidden reference such as the sample's clean one), else the top."""
     images = list(images)
     if active in images and active.visible:
         return active
@@ -254,9 +253,8 @@ class LossPlot(QWidget):
         self.update()
 
     def add(self, value: float, redraw: bool = True) -> None:
-        """Append a loss value (at most ``CAP`` are kept: every second one is dropped when
-        full, so drawing stays cheap on long runs); ``redraw=False`` leaves the repaint to
-        the caller's own rate limit."""
+        """Append a loss value (at most ``CAP`` kept: every second one is dropped when full);
+        ``redraw=False`` leaves the repaint to the caller's own rate limit."""
         self._values.append(float(value))
         if len(self._values) > self.CAP:
             self._values = self._values[::2]

@@ -253,9 +253,8 @@ def _plane_count(data: np.ndarray, axes: str | None) -> int:
 
 def denoise_planes(model: Any, data: np.ndarray, axes: str | None, noise: Any, tile: int,
                    stop: Any) -> Iterator[int]:
-    """Denoise ``data`` plane by plane (``denoise_array`` on each, TTA resolved for the whole
-    layer), yielding the number of planes done; returns the result (float32, same layout).
-    ``stop`` is polled between planes (``Cancelled`` when it returns True)."""
+    """Denoise ``data`` plane by plane (TTA resolved for the whole layer), yielding the planes
+    done, polling ``stop`` between them; returns the result (float32, same layout)."""
     from ..core.inference import denoise_array, resolve_tta
     from ..core.stack import check_image, from_planes, to_planes
 
