@@ -109,12 +109,9 @@ def plan_file(path: str | os.PathLike, model, output: str | os.PathLike | None =
               gain: float | None = None, shape: float | None = None, tile: int | None = None,
               overlap: int | None = None, memory: int | None = None, dtype: str = "float32",
               series: int | None = None) -> FilePlan:
-    """Open ``path`` and decide how it is denoised, the same way for every runner.
-
-    ``bind``: bind the pretrained prior to the file's noise here (False: take the model's
-    noise as it is, for a model already sent to a cluster). ``output`` is checked (type,
-    location, room for the result) before the tiling, when given.
-    """
+    """Open ``path`` and decide how it is denoised, the same way for every runner. ``bind``:
+    bind the pretrained prior to the file's noise here (False: the model's noise as it is,
+    for a model already sent to a cluster); ``output``, when given, is checked first."""
     data, axes = open_lazy(path, axes, series)
     try:
         if bind:

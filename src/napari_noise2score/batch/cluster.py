@@ -137,12 +137,11 @@ def denoise_file_on_cluster(client, path: str | os.PathLike, model, output: str 
                             stop: Callable[[], bool] | None = None,
                             workers: set[str] | None = None, **options) -> Path:
     """``api.denoise_file`` with each tile denoised on a dask worker: the same tiles (decided
-    here by ``pipeline.plan_file``, as the local path does) and the same output, written
-    here plane by plane through the atomic writer. At most ``TASKS_PER_THREAD`` tiles per
-    worker thread are in flight and only the plane being assembled is held, so memory stays
-    bounded. ``remote``: the model already scattered to the workers (else scattered now);
-    the workers read the input themselves (same path on every machine). The address of
-    every worker that denoised a tile is added to ``workers``."""
+    here by ``pipeline.plan_file``) and output, written here plane by plane; at most
+    ``TASKS_PER_THREAD`` tiles per worker thread in flight, so memory stays bounded.
+    ``remote``: the model already scattered to the workers (else scattered now); the workers
+    read the input themselves (same path on every machine) and their addresses are added
+    to ``workers``."""
     path, output = Path(path), Path(output)
     check_threads(threads)
     plan = plan_options(path, model, output, bind=False, **options)

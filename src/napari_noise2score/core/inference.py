@@ -206,10 +206,9 @@ def denoise_array(model: Noise2ScoreModel, data: np.ndarray, axes: str | None = 
                   overlap: int | None = None, progress: ProgressFn | None = None,
                   stop: StopFn | None = None) -> np.ndarray:
     """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units,
-    with ``TiledDenoiser`` and its defaults. ``noise`` overrides the model's noise parameters
-    (same noise model, input units). ``progress(tiles_done, tiles_total)`` is called after
-    each tile; ``stop`` is polled before each: when it returns True, ``Cancelled`` is raised.
-    """
+    with ``TiledDenoiser``; ``noise`` overrides the model's parameters (input units).
+    ``progress(tiles_done, tiles_total)`` is called after each tile; ``stop`` is polled
+    before each (``Cancelled`` when it returns True)."""
     data = np.asarray(data)
     check_image(data)
     axes = check_axes(axes, data.ndim)

@@ -46,11 +46,9 @@ def write_planes(path: str | os.PathLike, planes: Iterable[np.ndarray],
                  dtype: np.dtype | type = np.float32,
                  calibration: Calibration | None = None) -> Path:
     """Write float32 planes (Y, X), given in stack C order, as one TIFF or zarr array of
-    shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX), atomically
-    (``atomic_output``), holding one plane at a time. Planes are converted to ``dtype``
-    (integers rounded and clipped to the type's range); a TIFF keeps the input's
-    ``calibration`` and becomes BigTIFF past 4 GiB. A result with no finite value at all (a
-    broken model) is refused, nothing kept."""
+    shape ``stack_shape + plane_shape`` with ``axes``, atomically, one plane at a time, as
+    ``dtype`` (integers rounded and clipped); a TIFF keeps ``calibration`` and becomes
+    BigTIFF past 4 GiB. A result with no finite value (a broken model) is refused."""
     path = Path(path)
     dtype = np.dtype(dtype)
     finite = [False]

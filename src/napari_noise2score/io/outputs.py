@@ -73,9 +73,8 @@ def check_location(path: str | os.PathLike, nbytes: int = 0,
                    what: str = "output") -> None:
     """Refuse, before any work, an output that would replace an input (``refuse_inputs``),
     a ``kind`` ("file", "folder" of files, or "zarr": a store replaced whole) that does not
-    fit what is there (a folder where a file goes, a file where a folder goes, a folder
-    that is not a zarr store where one goes), a read-only folder, or a disk without room
-    for ``nbytes``."""
+    fit what is there (e.g. a folder where a file goes, a folder that is not a zarr store),
+    a read-only folder, or a disk without room for ``nbytes``."""
     path = Path(path)
     if kind == "file" and path.is_dir():  # the clearest reason, whatever the folder holds
         raise OutputError(f"cannot write {path}: a folder of that name exists")
