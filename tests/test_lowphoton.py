@@ -121,7 +121,8 @@ def test_transformed_variance_and_the_dither_that_completes_it():
     assert np.all(dither.deficit_std(dark, 21.0, 0.4) > 0.95)
     assert np.all(dither.deficit_std(bright, 21.0, 0.4) == 0)
     noisy, _ = two_photon_like(clean_sample((1, 64, 64), seed=0), seed=1)  # read noise 11
-    assert not dither.needed([gat_forward(noisy[0], GAIN, READ, OFFSET)], GAIN, READ)
+    planes = dither.with_dither([gat_forward(noisy[0], GAIN, READ, OFFSET)], [(GAIN, READ)], 1.0)
+    assert planes[0].ndim == 2  # no dither needed: no second channel
 
 
 @pytest.fixture(scope="module")

@@ -35,9 +35,8 @@ def _paths(inputs: str | list[str]) -> list[str]:
 
 
 def in_parameter_terms(message: str) -> str:
-    """A message written for the command line, worded for keyword parameters:
-    ``--series N`` becomes ``series=N`` and a bare ``--max-seconds`` "the max_seconds
-    parameter"."""
+    """A message written for the command line, worded for keyword parameters: ``--series N``
+    becomes ``series=N``, a bare ``--max-seconds`` "the max_seconds parameter"."""
     def word(match: re.Match) -> str:
         name, value = match.group(1).replace("-", "_"), match.group(2)
         return f"{name}={value}" if value else f"the {name} parameter"
@@ -111,47 +110,26 @@ def _command(func: Callable) -> Callable:
         except Noise2ScoreError as exc:
             raise type(exc)(in_parameter_terms(str(exc))) from None
         except OSError as exc:  # e.g. a folder where a file is wanted
-            raise Noise2ScoreError(
-                f"{command}: cannot use {exc.filename or 'a path'}: {exc.strerror or exc}"
-            ) from None
+            raise Noise2ScoreError(f"{command}: cannot use {exc.filename or 'a path'}: "
+                                   f"{exc.strerror or exc}") from None
 
     return checked
 
 
 @_command
-def train(
-    inputs: str | list[str],
-    output: str,
-    noise: str | None = None,
-    sigma: float | None = None,
-    gain: float | None = None,
-    shape: float | None = None,
-    offset: float = 0.0,
-    mixed_mode: str = "gaussian-then-poisson",
-    transform: str | None = None,
-    axes: str | None = None,
-    max_seconds: float | None = 120.0,
-    max_steps: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    width: int | None = None,
-    depth: int | None = None,
-    decorrelate: int | None = None,
-    patch_size: int = 64,
-    batch_size: int = 16,
-    learning_rate: float = 1e-3,
-    series: int | None = None,
-    init: str = "auto",
-) -> str:
-    """Train on image files (files, folders, globs) and save the model to ``output``.
-
-    The options are TrainConfig's (the same defaults; a test checks). ``noise`` None:
-    estimated ("auto"), unless the parameters given name a model (sigma alone: gaussian;
-    gain: poisson; both: poisson-gaussian; shape: gamma). ``transform`` None: chosen for
-    the noise. ``series`` chooses the image series of TIFFs that hold several. ``init``:
-    "pretrained" (fine-tune the shipped prior), "scratch", a model file, or "auto" (the
-    prior when the noise is in its range). Returns the model file's path.
-    """
+def train(inputs: str | list[str], output: str, noise: str | None = None,
+          sigma: float | None = None, gain: float | None = None, shape: float | None = None,
+          offset: float = 0.0, mixed_mode: str = "gaussian-then-poisson",
+          transform: str | None = None, axes: str | None = None,
+          max_seconds: float | None = 120.0, max_steps: int | None = None, seed: int = 0,
+          device: str = "auto", width: int | None = None, depth: int | None = None,
+          decorrelate: int | None = None, patch_size: int = 64, batch_size: int = 16,
+          learning_rate: float = 1e-3, series: int | None = None, init: str = "auto") -> str:
+    """Train on image files (files, folders, globs) and save the model to ``output``; return
+    its path. The options are TrainConfig's, with its defaults (a test checks): ``noise``
+    None is "auto" unless the parameters given name a model (``api.make_config``),
+    ``transform`` None is chosen for the noise; ``series``: the image series of TIFFs that
+    hold several."""
     from dataclasses import replace
 
     from .api import make_config
@@ -170,38 +148,20 @@ def train(
 
 
 @_command
-def denoise(
-    inputs: str | list[str],
-    model: str,
-    output: str,
-    sigma: float | None = None,
-    gain: float | None = None,
-    shape: float | None = None,
-    axes: str | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    scheduler: str | None = None,
-    workers: int = 1,
-    overwrite: bool = False,
-    device: str = "auto",
-    tta: bool | None = None,
-    mixed_mode: str | None = None,
-    threads: int | None = None,
-    dtype: str = "float32",
-    series: int | None = None,
-) -> dict[str, Any]:
+def denoise(inputs: str | list[str], model: str, output: str, sigma: float | None = None,
+            gain: float | None = None, shape: float | None = None, axes: str | None = None,
+            tile: int | None = None, overlap: int | None = None, scheduler: str | None = None,
+            workers: int = 1, overwrite: bool = False, device: str = "auto",
+            tta: bool | None = None, mixed_mode: str | None = None, threads: int | None = None,
+            dtype: str = "float32", series: int | None = None) -> dict[str, Any]:
     """Denoise image files (files, folders, globs) with a model file (or "pretrained": the
-    shipped prior, Gaussian noise, ``sigma`` estimated unless given) into ``output`` (a
-    folder, or one .tif/.zarr for one input), as a resumable batch.
-
-    ``scheduler``: a dask.distributed address to spread the files over (and the tiles of a
-    single large file). ``tta`` and ``mixed_mode`` override the model's settings;
-    ``threads`` fixes torch's thread count (reproducible results); ``dtype`` "same" writes
-    the inputs' type instead of float32; ``series`` chooses the image series of TIFFs that
-    hold several. Returns the summary
-    as a dict: ``done`` and ``skipped`` (output paths), ``failed`` ({input: error}),
-    ``seconds``.
-    """
+    shipped prior, its noise estimated unless given) into ``output`` (a folder, or one
+    .tif/.zarr for one input), as a resumable batch. ``scheduler``: a dask.distributed
+    address to spread the files (or a large file's tiles) over; ``tta`` and ``mixed_mode``
+    override the model's; ``threads`` fixes torch's thread count (reproducible results);
+    ``dtype`` "same" writes the inputs' type; ``series``: the image series of TIFFs that
+    hold several. Returns the summary as a dict: ``done`` and ``skipped`` (output paths),
+    ``failed`` ({input: error}), ``seconds``."""
     from .api import bind_to_files, load_model
     from .batch import denoise_batch, plan_jobs
 
@@ -221,8 +181,7 @@ def denoise(
 def estimate_files(inputs, axes: str | None = None,
                    series: int | None = None) -> list[tuple[Path, Any, str | None]]:
     """``(path, estimate, None)`` for each image file of ``inputs`` (files, folders, globs),
-    or ``(path, None, error)`` for one that cannot be read or estimated from: one file's
-    problem does not stop the others."""
+    or ``(path, None, error)``: one file's problem does not stop the others."""
     from .api import estimate_noise as _estimate
     from .batch import expand_inputs
     from .io.lazy import open_lazy, training_planes

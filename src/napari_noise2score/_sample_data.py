@@ -45,31 +45,21 @@ def make_sample_layers() -> list[tuple]:
     clean = clean_sample()
     noisy = noisy_sample(clean)
     meta = {"gain": SAMPLE_GAIN, "read_sigma": SAMPLE_READ_SIGMA}
-    return [
-        (noisy, {"name": "noisy sample", "metadata": meta}, "image"),
-        (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image"),
-    ]
+    return [(noisy, {"name": "noisy sample", "metadata": meta}, "image"),
+            (clean, {"name": "clean reference", "visible": False, "metadata": meta}, "image")]
 
 
-def two_photon_like(
-    clean: np.ndarray,
-    photons: float = 30.0,
-    gain: float = 8.5,
-    read: float = 11.0,
-    offset: float = 22.0,
-    seed: int = 0,
-    spread: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+def two_photon_like(clean: np.ndarray, photons: float = 30.0, gain: float = 8.5,
+                    read: float = 11.0, offset: float = 22.0, seed: int = 0,
+                    spread: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A two-photon-like 8-bit capture of ``clean``, and its exact expected value.
 
-    ``clean`` (non-negative) is scaled so its maximum is ``photons`` counts per pixel; the
-    capture is the photons' amplitudes + N(offset, read^2), rounded and clipped to 0..255
-    (uint8). Each photon adds ``gain`` grey levels, or, with ``spread`` (k >= 1), a
-    Gamma(k, gain / k) amplitude: a photomultiplier's broad single-photon response (the
-    variance per photon is then gain^2 (1 + 1/k)). The reference returned beside it is
-    E[capture | clean] (float64), what an average of many captures tends to: clipping at 0
-    and 255 included.
-    """
+    ``clean`` (non-negative) is scaled to at most ``photons`` counts per pixel; the capture
+    is the photons' amplitudes + N(offset, read^2), rounded and clipped to 0..255 (uint8).
+    Each photon adds ``gain`` grey levels, or with ``spread`` (k >= 1) a Gamma(k, gain / k)
+    amplitude: a photomultiplier's broad single-photon response (variance per photon
+    gain^2 (1 + 1/k)). The reference is E[capture | clean] (float64), what an average of
+    many captures tends to, clipping included."""
     from scipy.special import ndtr
     from scipy.stats import gamma, poisson
 

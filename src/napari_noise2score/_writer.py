@@ -29,10 +29,8 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     return [path]
 
 
-def denoised_layer(
-    data: Any, model: Any, axes: str | None = None, name: str = "denoised",
-    tile: int | None = None, overlap: int | None = None,
-) -> tuple:
+def denoised_layer(data: Any, model: Any, axes: str | None = None, name: str = "denoised",
+                   tile: int | None = None, overlap: int | None = None) -> tuple:
     """A lazy denoised image layer (LayerDataTuple) of ``data`` (any array, dask included)
     with a model or model file: tiles are denoised when napari displays them."""
     import dask.array as da

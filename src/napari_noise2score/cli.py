@@ -156,11 +156,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="napari-noise2score",
-        description="Self-supervised Noise2Score denoising: learn the score of your noisy "
-        "images, then denoise them with Tweedie's formula.",
-    )
+    parser = _Parser(prog="napari-noise2score", description="Self-supervised Noise2Score "
+                     "denoising: learn the score of your noisy images, then denoise them with "
+                     "Tweedie's formula.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on noisy images")
@@ -247,11 +245,9 @@ def _train_with_bar(images, config: TrainConfig):
 
 def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: bool = False,
                      series: int | None = None) -> list[np.ndarray]:
-    """Each input as (N, Y, X) planes to train on; large inputs give a bounded sample.
-
-    With ``skip_unreadable``, a file that cannot be opened is reported and left out (it
-    fails again, and is counted, when denoised); the first error is raised if none opens.
-    """
+    """Each input as (N, Y, X) planes to train on; large inputs give a bounded sample. With
+    ``skip_unreadable``, a file that cannot be opened is left out (it fails again, and is
+    counted, when denoised); the first error is raised if none opens."""
     images, first_error = [], None
     for path in paths:
         try:
@@ -264,7 +260,6 @@ def _training_images(paths: Sequence[Path], axes: str | None, skip_unreadable: b
             if not skip_unreadable:
                 raise
             first_error = first_error or exc
-
             continue
         if planes.size < data.size:
             print(f"{path.name}: training on {planes.shape[0]} planes of {planes.shape[1]} x "
@@ -499,14 +494,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"PSNR noisy {psnr(noisy):.2f} dB -> denoised {psnr(result):.2f} dB; files in {out}/")
 
 
-def cmd_gui(args: argparse.Namespace) -> None:
-    run_gui(args.files)
-
-
-def cmd_export(args: argparse.Namespace) -> None:
-    run_export(args)
-
-
 @functools.cache
 def _flags() -> dict[str, tuple[str, bool]]:
     """Each option's parameter name (its dest) -> (its long flag, whether it is a switch
@@ -529,8 +516,8 @@ def _flags() -> dict[str, tuple[str, bool]]:
 
 def in_flag_terms(message: str) -> str:
     """A library message, worded in parameter names, in this command line's flags:
-    ``axes=TZYX`` becomes ``--axes TZYX``, ``tta=False`` ``--no-tta``, and "the
-    max_steps parameter" ``--steps``; names that are not options stay as they are."""
+    ``axes=TZYX`` becomes ``--axes TZYX``, ``tta=False`` ``--no-tta``, "the max_steps
+    parameter" ``--steps``; names that are not options stay as they are."""
     flags = _flags()
 
     def value(match: re.Match) -> str:
@@ -551,7 +538,8 @@ def in_flag_terms(message: str) -> str:
 
 
 COMMANDS = {"train": cmd_train, "denoise": cmd_denoise, "run": cmd_run, "demo": cmd_demo,
-            "estimate": cmd_estimate, "gui": cmd_gui, "export": cmd_export}
+            "estimate": cmd_estimate, "gui": lambda args: run_gui(args.files),
+            "export": run_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,17 +17,15 @@ def open_viewer(files: Sequence[Path] = (), show: bool = True):
     try:
         import napari
     except ImportError as exc:  # headless install without the napari extra
-        raise Noise2ScoreError(
-            "napari is not installed; install it with: pip install 'napari-noise2score[napari]'"
-        ) from exc
+        raise Noise2ScoreError("napari is not installed; install it with: pip install "
+                               "'napari-noise2score[napari]'") from exc
     missing = [str(f) for f in files if not Path(f).exists()]
     if missing:
         raise Noise2ScoreError(f"no such file: {', '.join(missing)}")
     viewer = napari.Viewer(show=show)
-    if files:
-        for path in files:
-            viewer.open(str(path))
-    else:
+    for path in files:
+        viewer.open(str(path))
+    if not files:
         viewer.open_sample(PLUGIN, "synthetic_fluorescence")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise")

@@ -26,7 +26,7 @@ from .core.inference import ProgressFn, StopFn, TiledDenoiser
 from .core.layout import is_lazy
 from .core.model import Noise2ScoreModel
 from .core.noise import NoiseParams
-from .core.stack import check_axes, check_image, result_dtype, to_planes
+from .core.stack import check_axes, image_planes, result_dtype
 from .core.training import check_network_fits
 from .export.bioimageio import import_package, is_package
 from .io.calibration import read_calibration
@@ -40,11 +40,10 @@ TILING_OPTIONS = ("axes", "sigma", "gain", "shape", "tile", "overlap", "memory",
 
 
 def load_model(path: str | os.PathLike, device: str = "auto") -> Noise2ScoreModel:
-    """Read a model saved with ``model.save(path)``, a bioimage.io package (.zip) exported
-    by this plugin (validated first; ModelFileError when foreign or altered), or
-    ``"pretrained"`` (with no file of that name): the shipped prior, for Gaussian noise;
-    ``denoise`` binds it to the data's noise (``sigma`` given, else estimated) and
-    intensity scale."""
+    """Read a model saved with ``model.save(path)``, a bioimage.io package (.zip) this
+    plugin exported (validated first; ModelFileError when foreign or altered), or
+    ``"pretrained"`` (no file of that name): the shipped prior, which ``denoise`` binds to
+    the data's noise (``sigma`` given, else estimated) and intensity scale."""
     if str(path) == prior.PRETRAINED and not Path(path).exists():
         return prior.unbound_model(select_device(device))
     if is_package(path):
@@ -58,8 +57,7 @@ def sample_planes(data, axes) -> list[np.ndarray]:
         raise Noise2ScoreError("the pretrained prior needs the image to find its noise")
     if is_lazy(data):
         return list(training_planes(data, check_axes(axes, data.ndim), max_bytes=64 * 2**20))
-    check_image(data)
-    planes = to_planes(np.asarray(data), axes)[0]
+    planes = image_planes(data, axes)
     return list(planes[:: max(1, len(planes) // 16)])
 
 
@@ -111,12 +109,9 @@ def plan_file(path: str | os.PathLike, model, output: str | os.PathLike | None =
               gain: float | None = None, shape: float | None = None, tile: int | None = None,
               overlap: int | None = None, memory: int | None = None, dtype: str = "float32",
               series: int | None = None) -> FilePlan:
-    """Open ``path`` and decide how it is denoised, the same way for every runner.
-
-    ``bind``: bind the pretrained prior to the file's noise here (False: take the model's
-    noise as it is, for a model already sent to a cluster). ``output`` is checked (type,
-    location, room for the result) before the tiling, when given.
-    """
+    """Open ``path`` and decide how it is denoised, the same way for every runner. ``bind``:
+    bind the pretrained prior to the file's noise here (False: the model's noise as it is,
+    for a model already sent to a cluster); ``output``, when given, is checked first."""
     data, axes = open_lazy(path, axes, series)
     try:
         if bind:
@@ -142,36 +137,22 @@ def plan_options(path: str | os.PathLike, model, output=None, bind: bool = True,
     return plan_file(path, model, output, bind=bind, **options)
 
 
-def denoise_file(
-    path: str | os.PathLike,
-    model: Noise2ScoreModel | str | os.PathLike,
-    output: str | os.PathLike,
-    axes: str | None = None,
-    sigma: float | None = None,
-    gain: float | None = None,
-    shape: float | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    memory: int | None = None,
-    progress: ProgressFn | None = None,
-    stop: StopFn | None = None,
-    threads: int | None = None,
-    dtype: str = "float32",
-    series: int | None = None,
-) -> Path:
-    """Denoise an image file here, streaming (``api.denoise_file`` without a cluster):
-    read tile by tile, written plane by plane into an atomic output."""
+def denoise_file(path: str | os.PathLike, model: Noise2ScoreModel | str | os.PathLike,
+                 output: str | os.PathLike, progress: ProgressFn | None = None,
+                 stop: StopFn | None = None, threads: int | None = None, **options) -> Path:
+    """Denoise an image file here, streaming: ``api.denoise_file`` without a cluster (the
+    ``options`` are ``TILING_OPTIONS``)."""
     path, output = Path(path), Path(output)
     before = _version(path)
-    plan = plan_file(path, model, output, axes=axes, sigma=sigma, gain=gain, shape=shape,
-                     tile=tile, overlap=overlap, memory=memory, dtype=dtype, series=series)
+    plan = plan_options(path, model, output, **options)
     try:
         layout = plan.tiler.layout
         with torch_threads(threads):
             planes = _unchanged(plan.tiler.iter_planes(plan.data, progress, stop), path,
                                 before)
             return write_planes(output, planes, layout.stack_shape, layout.plane_shape,
-                                layout.planes_axes, plan.dtype, read_calibration(path, series))
+                                layout.planes_axes, plan.dtype,
+                                read_calibration(path, options.get("series")))
     finally:
         plan.close()
 

@@ -2,14 +2,13 @@
 failures, a summary; run locally on threads or spread over a dask.distributed cluster,
 one task per file or, for a large file, one task per tile.
 
-- ``jobs``: inputs to jobs, results, the summary (no torch: the command line imports it);
-- ``local``: one job here (``run_job``), a batch on threads;
-- ``cluster``: a batch, or one large file tile by tile, on dask workers;
-- ``run``: ``denoise_batch``, which picks the runner.
+``jobs``: inputs to jobs, results, the summary (no torch: the command line imports it);
+``local``: one job here (``run_job``), a batch on threads; ``cluster``: a batch, or one
+large file tile by tile, on dask workers; ``run``: ``denoise_batch``, which picks the runner.
 
-Each output is written to a temporary name and renamed when complete, so an existing
-output is a finished one: a re-run skips it (resume) and removes the temporary files that
-killed runs left (``io.chunked_writer.remove_stale_temporaries``).
+Outputs are written atomically, so an existing output is a finished one: a re-run skips it
+(resume) and removes the temporary files that killed runs left
+(``io.chunked_writer.remove_stale_temporaries``).
 """
 
 from __future__ import annotations

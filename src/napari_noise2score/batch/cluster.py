@@ -131,29 +131,17 @@ def _joined(workers: set[str]) -> str | None:
     return ", ".join(sorted(workers)) or None
 
 
-def denoise_file_on_cluster(
-    client,
-    path: str | os.PathLike,
-    model,
-    output: str | os.PathLike,
-    *,
-    remote=None,
-    threads: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    workers: set[str] | None = None,
-    **options,
-) -> Path:
-    """``api.denoise_file`` with each tile denoised on a dask worker: the same tiles (the
-    tiling is decided here by ``pipeline.plan_file``, as the local path does) and the same
-    output, written here plane by plane through the atomic writer.
-
-    At most ``TASKS_PER_THREAD`` tiles per worker thread are in flight, and only the plane
-    being assembled is held here, so memory stays bounded whatever the file size.
-    ``remote`` is the model already scattered to the workers (else it is scattered now);
-    the workers read the input themselves (same path on every machine). The address of
-    every worker that denoised a tile is added to ``workers``.
-    """
+def denoise_file_on_cluster(client, path: str | os.PathLike, model, output: str | os.PathLike,
+                            *, remote=None, threads: int | None = None,
+                            progress: Callable[[int, int], None] | None = None,
+                            stop: Callable[[], bool] | None = None,
+                            workers: set[str] | None = None, **options) -> Path:
+    """``api.denoise_file`` with each tile denoised on a dask worker: the same tiles (decided
+    here by ``pipeline.plan_file``) and output, written here plane by plane; at most
+    ``TASKS_PER_THREAD`` tiles per worker thread in flight, so memory stays bounded.
+    ``remote``: the model already scattered to the workers (else scattered now); the workers
+    read the input themselves (same path on every machine) and their addresses are added
+    to ``workers``."""
     path, output = Path(path), Path(output)
     check_threads(threads)
     plan = plan_options(path, model, output, bind=False, **options)

@@ -80,13 +80,10 @@ class BatchSummary:
                 f"failed {len(self.failed)} in {self.seconds:.1f} s")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "done": [str(r.job.output) for r in self.done],
-            "skipped": [str(r.job.output) for r in self.skipped],
-            "failed": {str(r.job.source): r.error for r in self.failed},
-            "seconds": self.seconds,
-            "cleaned": [str(p) for p in self.cleaned],
-        }
+        return {"done": [str(r.job.output) for r in self.done],
+                "skipped": [str(r.job.output) for r in self.skipped],
+                "failed": {str(r.job.source): r.error for r in self.failed},
+                "seconds": self.seconds, "cleaned": [str(p) for p in self.cleaned]}
 
 
 def _is_image(path: Path) -> bool:
@@ -97,11 +94,9 @@ def _is_image(path: Path) -> bool:
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files, folders (their images: TIFF, PNG/JPEG, .npy, zarr stores; not recursive) and
-    glob patterns (``**`` recurses) as a sorted-per-entry, duplicate-free list of paths.
-
-    A pattern or folder that matches no image raises Noise2ScoreError; a plain file is kept
-    as given (a missing or unreadable one fails later, as that file's error).
-    """
+    glob patterns (``**`` recurses) as a sorted-per-entry, duplicate-free list of paths. A
+    pattern or folder that matches no image raises Noise2ScoreError; a plain file is kept
+    as given (a missing or unreadable one fails later, as that file's error)."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -118,16 +113,12 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             paths = [path]
         found.extend(paths)
-    seen: set[Path] = set()
-    unique = []
+    unique: dict[Path, Path] = {}  # the first spelling of each file
     for p in found:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
+        unique.setdefault(p.resolve(), p)
     if not unique:
         raise Noise2ScoreError("no input given")
-    return unique
+    return list(unique.values())
 
 
 def plan_jobs(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,

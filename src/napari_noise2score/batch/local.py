@@ -22,10 +22,7 @@ __all__ = ["run_job", "run_local", "worker_name"]
 def run_job(job: Job, model, options: dict[str, Any], progress=None, stop=None,
             threads: int | None = None) -> FileResult:
     """Denoise one file with ``pipeline.denoise_file``; any error becomes a failed result.
-
-    ``threads`` sets this process's torch threads and leaves them so (on a dask worker,
-    where tasks run side by side; the local path sets them around the whole batch).
-    """
+    ``threads`` sets this process's torch threads and leaves them so (for a dask worker)."""
     start = time.perf_counter()
     worker = worker_name()
     set_torch_threads(threads)

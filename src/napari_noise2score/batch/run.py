@@ -15,35 +15,25 @@ from .local import run_local
 __all__ = ["denoise_batch"]
 
 
-def denoise_batch(
-    inputs: Sequence[str | os.PathLike] | Sequence[Job],
-    model,
-    output: str | os.PathLike | None = None,
-    *,
-    client=None,
-    workers: int = 1,
-    overwrite: bool = False,
-    threads: int | None = None,
-    distribute: str = "auto",
-    on_result: Callable[[FileResult], None] | None = None,
-    progress_for: Callable[[Job], Callable[[int, int], None] | None] | None = None,
-    **options,
-) -> BatchSummary:
-    """Denoise many files into ``output`` (a folder, or one file for one input).
+def denoise_batch(inputs: Sequence[str | os.PathLike] | Sequence[Job], model,
+                  output: str | os.PathLike | None = None, *, client=None, workers: int = 1,
+                  overwrite: bool = False, threads: int | None = None, distribute: str = "auto",
+                  on_result: Callable[[FileResult], None] | None = None,
+                  progress_for: Callable[[Job], Callable[[int, int], None] | None] | None = None,
+                  **options) -> BatchSummary:
+    """Denoise many files (files, folders or glob patterns; or ready Jobs, with
+    ``output=None``) into ``output`` (a folder, or one file for one input).
 
-    ``inputs`` are files, folders or glob patterns (or ready Jobs, with ``output=None``).
     Finished outputs are skipped unless ``overwrite``; a failing file is recorded and the
     others go on; leftover temporary outputs of killed runs are removed first. ``client``
     (a ``distributed.Client`` or a scheduler address) spreads the work over the cluster's
-    workers, the model sent to each worker once: one task per file, or one task per tile of
-    a large file (``distribute``: auto, files or tiles; see ``DISTRIBUTE``); without it,
-    ``workers`` local threads. ``threads`` fixes torch's threads per process (results are
-    bit-identical for the same count; default: all cores locally, as the workers are set
-    on a cluster). ``options`` go to ``denoise_file`` (axes, sigma, gain, shape, tile,
-    overlap, memory). ``on_result`` is called with each file's result as it ends;
+    workers, the model sent to each once: one task per file or per tile of a large file
+    (``distribute``, see ``DISTRIBUTE``); without it, ``workers`` local threads. ``threads``
+    fixes torch's threads per process (bit-identical results for the same count; default:
+    all cores here, the workers' own on a cluster). ``options`` go to ``denoise_file``
+    (``pipeline.TILING_OPTIONS``). ``on_result`` gets each file's result as it ends;
     ``progress_for(job)`` may give a per-tile progress callback (not for one task per file
-    on a cluster).
-    """
+    on a cluster)."""
     start = time.perf_counter()
     if distribute not in DISTRIBUTE:
         raise Noise2ScoreError(f"distribute must be one of {', '.join(DISTRIBUTE)}, "

@@ -27,20 +27,16 @@ def _check(gain: float, sigma: float) -> None:
 
 def gat_forward(y: np.ndarray, gain: float, sigma: float, offset: float = 0.0) -> np.ndarray:
     """Generalized Anscombe transform of ``y`` (input units); the noise std afterwards is ~1.
-
-    Values below the square root's domain (far below the offset) map to 0.
-    """
+    Values below the square root's domain (far below the offset) map to 0."""
     _check(gain, sigma)
     z = (np.asarray(y, dtype=np.float64) - offset) / gain
     return 2.0 * np.sqrt(np.maximum(z + 0.375 + (sigma / gain) ** 2, 0.0))
 
 
 def gat_inverse(d: np.ndarray, gain: float, sigma: float, offset: float = 0.0) -> np.ndarray:
-    """Closed-form approximation of the exact unbiased inverse of the GAT (input units).
-
+    """Closed-form approximation of the exact unbiased inverse of the GAT (input units):
     I(D) = D^2/4 + sqrt(3/2)/4 D^-1 - 11/8 D^-2 + 5/8 sqrt(3/2) D^-3 - 1/8 - s^2, clipped at
-    0 counts, with D clamped from below at ``D_MIN``; x = gain * I(D) + offset.
-    """
+    0 counts, with D clamped from below at ``D_MIN``; x = gain * I(D) + offset."""
     _check(gain, sigma)
     d = np.maximum(np.asarray(d, dtype=np.float64), D_MIN)
     r = np.sqrt(1.5)

@@ -137,21 +137,18 @@ def _check_model(model: Noise2ScoreModel, noise: str | None, parameter: str | No
     """The searched parameter; errors for a noise-model mismatch or an unknown parameter."""
     model.noise_params(noise=noise)  # raises for a model trained on other noise
     if model.config.anscombe:
-        raise Noise2ScoreError(
-            "blind search does not apply to an Anscombe-transform model: the transform "
-            "fixes the noise (std 1) at training; train again with other noise parameters"
-        )
+        raise Noise2ScoreError("blind search does not apply to an Anscombe-transform model: the "
+                               "transform fixes the noise (std 1) at training; train again "
+                               "with other noise parameters")
     allowed = model.config.kind.searched
     if parameter is not None and parameter != allowed:
-        raise Noise2ScoreError(
-            f"a {model.config.noise} model's blind search varies {allowed}, not {parameter}"
-        )
+        raise Noise2ScoreError(f"a {model.config.noise} model's blind search varies {allowed}, "
+                               f"not {parameter}")
     return allowed
 
 
-def scaled_scores(
-    model: Noise2ScoreModel, planes: Sequence[np.ndarray], tile: int, overlap: int | None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def scaled_scores(model: Noise2ScoreModel, planes: Sequence[np.ndarray], tile: int,
+                  overlap: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Scaled planes and their scores: one network pass per plane."""
     model.net.eval()
     ys, scores = [], []
@@ -162,21 +159,12 @@ def scaled_scores(
     return ys, scores
 
 
-def blind_search(
-    model: Noise2ScoreModel,
-    planes: Sequence[np.ndarray],
-    grid: Sequence[float] | None = None,
-    parameter: str | None = None,
-    noise: str | None = None,
-    max_pixels: int = MAX_PIXELS,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-) -> BlindResult:
-    """The grid value of the model's searched parameter whose Tweedie estimate minimises Q.
-
-    ``planes`` are 2D arrays in input units; ``grid`` is in input units too (default:
-    ``default_grid``). ``noise``, if given, must be the model's noise model.
-    """
+def blind_search(model: Noise2ScoreModel, planes: Sequence[np.ndarray],
+                 grid: Sequence[float] | None = None, parameter: str | None = None,
+                 noise: str | None = None, max_pixels: int = MAX_PIXELS,
+                 tile: int = DEFAULT_TILE, overlap: int | None = None) -> BlindResult:
+    """The grid value (input units, default ``default_grid``) of the model's searched
+    parameter whose Tweedie estimate minimises Q; ``noise``, if given, must be the model's."""
     start = time.perf_counter()
     parameter = _check_model(model, noise, parameter)
     values = check_grid(model, parameter, default_grid(model, parameter) if grid is None else grid)
@@ -190,17 +178,10 @@ def blind_search(
                        time.perf_counter() - start, sum(p.size for p in sample))
 
 
-def sweep(
-    model: Noise2ScoreModel,
-    parameter: str,
-    values: np.ndarray,
-    ys: Sequence[np.ndarray],
-    scores: Sequence[np.ndarray],
-) -> np.ndarray:
-    """Q for every value, from precomputed scaled planes and scores (no network pass).
-
-    Non-finite Q values become NaN; an error when none is finite.
-    """
+def sweep(model: Noise2ScoreModel, parameter: str, values: np.ndarray,
+          ys: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> np.ndarray:
+    """Q for every value, from precomputed scaled planes and scores (no network pass);
+    non-finite Q values become NaN, an error when none is finite."""
     base = model.noise_params()
     q = np.empty(len(values))
     for i, value in enumerate(values):
@@ -214,29 +195,21 @@ def sweep(
     return q
 
 
-def score_estimate(
-    model: Noise2ScoreModel,
-    planes: Sequence[np.ndarray],
-    noise: str | None = None,
-    max_pixels: int = MAX_PIXELS,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    seed: int = 0,
-) -> BlindResult:
+def score_estimate(model: Noise2ScoreModel, planes: Sequence[np.ndarray],
+                   noise: str | None = None, max_pixels: int = MAX_PIXELS,
+                   tile: int = DEFAULT_TILE, overlap: int | None = None,
+                   seed: int = 0) -> BlindResult:
     """The noise level read from the learned score's derivative (two passes per plane).
 
     Where the signal is locally flat, -1/R'(y) is the local noise variance v (plus the
     training perturbation sigma_a^2, removed here). Gaussian: sigma^2 = median(v).
     Gamma: v = y^2 / (k - 1), so 1/(k - 1) = median(v / y^2) over clearly positive y.
-    R' is taken with a random +-delta per pixel; the median shrugs off edges and textures.
-    """
+    R' is taken with a random +-delta per pixel; the median shrugs off edges and textures."""
     start = time.perf_counter()
     parameter = _check_model(model, noise, None)
     if not model.config.kind.score_estimable:
-        raise Noise2ScoreError(
-            "the score-based estimate is implemented for Gaussian and Gamma models; "
-            "use the grid search for Poisson-type models"
-        )
+        raise Noise2ScoreError("the score-based estimate is implemented for Gaussian and Gamma "
+                               "models; use the grid search for Poisson-type models")
     sample = sample_planes(planes, max_pixels)
     ys, scores = scaled_scores(model, sample, tile, overlap)
     rng = np.random.default_rng(seed)
@@ -258,8 +231,7 @@ def score_estimate(
         raise Noise2ScoreError("the learned score gives no usable noise estimate on this image")
     value = math.sqrt(v) * model.scale if parameter == "sigma" else 1.0 + 1.0 / v
     return BlindResult(parameter, value, "score estimate (two passes)",
-                       seconds=time.perf_counter() - start,
-                       pixels=sum(p.size for p in sample))
+                       seconds=time.perf_counter() - start, pixels=sum(p.size for p in sample))
 
 
 def _delta(model: Noise2ScoreModel, y: np.ndarray) -> float:
@@ -273,13 +245,9 @@ def _delta(model: Noise2ScoreModel, y: np.ndarray) -> float:
 METHODS = ("search", "score")
 
 
-def find_parameter(
-    model: Noise2ScoreModel,
-    planes: Sequence[np.ndarray],
-    method: str = "search",
-    grid: Sequence[float] | None = None,
-    max_pixels: int = MAX_PIXELS,
-) -> BlindResult:
+def find_parameter(model: Noise2ScoreModel, planes: Sequence[np.ndarray], method: str = "search",
+                   grid: Sequence[float] | None = None,
+                   max_pixels: int = MAX_PIXELS) -> BlindResult:
     """``blind_search`` (method 'search') or ``score_estimate`` ('score') on 2D planes."""
     if method == "search":
         return blind_search(model, planes, grid, max_pixels=max_pixels)

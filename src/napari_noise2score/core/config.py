@@ -29,25 +29,22 @@ TRANSFORMS = ("none", "anscombe")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (and, once resolved, a saved model).
+    """Everything that defines a training run (and, once resolved, a saved model); every
+    setting is checked on construction (``validate``).
 
     Noise parameters are in the input's own intensity units. ``None`` for a network or
-    schedule field means "choose for the device and the noise model" (see ``resolved``).
-    ``decorrelate`` is the pixel stride of the sub-images the score is learned and applied
-    on: 2 when neighbouring noise pixels correlate; ``None`` decides from the data's
-    measured noise correlation at training. ``mixed_mode`` and ``tta`` (the score averaged
-    over the 8 flips and quarter turns of each tile: 8 forward passes; ``None``: only for
-    inputs of at most ``inference.TTA_AUTO_PIXELS``) act at denoising and can be changed on
-    a trained model (``Noise2ScoreModel.with_options``). Network and batch
-    sizes must lie in ``LIMITS``. Every setting is checked on construction (``validate``).
-    ``init`` is where training starts: ``pretrained`` (fine-tune the shipped prior,
-    ``prior.py``), ``scratch``, a model file's path, or ``auto`` (the prior when the noise is
-    in its range, else scratch). ``network`` is ``plain`` or ``conditioned`` (the prior's
-    noise-conditioned network, which its fine-tuned models keep). ``transform``
-    (``TRANSFORMS``) is where Poisson-type noise is learned; ``None`` chooses at training
-    (``choose_transform``) and the model stores the choice. ``per_plane_noise`` (set when the
-    noise is estimated) lets a plane whose own noise the model's parameters overstate take
-    its own estimate on the Anscombe route (``planewise.py``).
+    schedule field means "choose for the device and the noise model" (``resolved``); sizes
+    lie in ``LIMITS``. ``decorrelate``: the pixel stride of the sub-images the score is
+    learned and applied on (2 when neighbouring noise pixels correlate; ``None``: from the
+    measured correlation). ``mixed_mode`` and ``tta`` (the 8-fold flip-and-turn average;
+    ``None``: only up to ``inference.TTA_AUTO_PIXELS``) act at denoising and can be changed
+    on a trained model (``Noise2ScoreModel.with_options``). ``init``: ``pretrained`` (the
+    shipped prior, ``prior.py``), ``scratch``, a model file, or ``auto`` (the prior when the
+    noise is in its range). ``network``: ``plain``, or ``conditioned`` (the prior's network,
+    kept by its fine-tuned models). ``transform`` (``TRANSFORMS``): where Poisson-type noise
+    is learned; ``None`` chooses at training (``choose_transform``), stored in the model.
+    ``per_plane_noise`` (set when the noise is estimated): a plane whose noise the model's
+    parameters overstate takes its own estimate on the Anscombe route (``planewise.py``).
     """
 
     noise: str = AUTO
@@ -111,27 +108,20 @@ class TrainConfig:
         return self.poisson_type and not self.anscombe
 
     def validate(self) -> TrainConfig:
-        """Raise a clear error for any impossible setting; return self.
-
-        ``noise="auto"`` needs no parameter: they are estimated from the data at training.
-        """
+        """Raise a clear error for any impossible setting; return self (``noise="auto"``
+        needs no parameter: they are estimated from the data at training)."""
         if self.noise != AUTO:
             self.noise_params.validate()
         if not math.isfinite(self.offset):
             raise Noise2ScoreError(f"offset must be a finite number, got {self.offset}")
-        if self.mixed_mode not in MIXED_MODES:
-            raise Noise2ScoreError(
-                f"unknown mixed mode {self.mixed_mode!r}; choose one of {', '.join(MIXED_MODES)}"
-            )
-        if self.transform is not None and self.transform not in TRANSFORMS:
-            raise Noise2ScoreError(
-                f"unknown transform {self.transform!r}; choose one of {', '.join(TRANSFORMS)}"
-            )
+        for name, value, known in (("mixed mode", self.mixed_mode, MIXED_MODES),
+                                   ("transform", self.transform, (None, *TRANSFORMS))):
+            if value not in known:
+                raise Noise2ScoreError(f"unknown {name} {value!r}; choose one of "
+                                       f"{', '.join(k for k in known if k is not None)}")
         if self.transform == "anscombe" and not (self.poisson_type or self.noise == AUTO):
-            raise Noise2ScoreError(
-                f"the Anscombe transform is for poisson and poisson-gaussian noise, not "
-                f"{self.noise}"
-            )
+            raise Noise2ScoreError("the Anscombe transform is for poisson and poisson-gaussian "
+                                   f"noise, not {self.noise}")
         if self.max_seconds is None and self.max_steps is None:
             raise Noise2ScoreError("give a training budget: max_seconds, max_steps or both")
         if self.max_seconds is not None and not self.max_seconds > 0:
@@ -160,14 +150,12 @@ class TrainConfig:
         return self
 
     def resolved(self, device_type: str, noise_std: float) -> TrainConfig:
-        """A copy with every automatic field filled in.
-
-        ``device_type`` ('cpu', 'cuda', 'mps') sizes the network; ``noise_std``, the typical
-        noise std in the training domain, sets the sigma_a schedule: from the noise std to a
-        third of it, where a short training still learns the score well (docs/algorithm.md);
-        Poisson-type noise is learned in photon counts and sigma_a never goes below 1.0 to
-        0.5 counts there (on the count lattice a smaller one spoils Tweedie, ALGORITHM.md 2).
-        """
+        """A copy with every automatic field filled in: ``device_type`` ('cpu', 'cuda',
+        'mps') sizes the network; ``noise_std``, the typical noise std in the training
+        domain, sets the sigma_a schedule: from the noise std to a third of it, where a short
+        training still learns the score well (docs/algorithm.md); in photon counts sigma_a
+        never goes below 1.0 to 0.5 counts (on the count lattice a smaller one spoils
+        Tweedie, ALGORITHM.md 2)."""
         big = device_type != "cpu"
         net = {"width": 48, "depth": 4, "unshuffle": 1} if big else {
             "width": 24, "depth": 3, "unshuffle": 2}
@@ -184,8 +172,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict, rejecting unknown keys with a clear message."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise Noise2ScoreError(f"unknown configuration keys: {', '.join(unknown)}")
         return cls(**values)

@@ -37,9 +37,8 @@ def select_device(name: str = "auto") -> torch.device:
     elif kind not in ("cpu", "cuda", "mps"):
         raise Noise2ScoreError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
     elif kind not in available_devices():
-        raise Noise2ScoreError(
-            f"device {name!r} is not available here; available: {', '.join(available_devices())}"
-        )
+        raise Noise2ScoreError(f"device {name!r} is not available here; available: "
+                               f"{', '.join(available_devices())}")
     if kind == "cpu" and torch.get_num_threads() != cpu_threads():
         torch.set_num_threads(cpu_threads())
     return torch.device(name)

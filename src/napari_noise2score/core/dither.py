@@ -61,25 +61,16 @@ def deficit_std(d: np.ndarray, gain: float, sigma: float) -> np.ndarray:
     return np.sqrt(np.maximum(missing, 0.0)).astype(np.float32)
 
 
-def _lacking(deficit: np.ndarray, floor: float) -> bool:
-    return float(np.mean(deficit > floor)) > 0.01
-
-
-def needed(planes: list[np.ndarray], gain: float, sigma: float, floor: float = 0.05) -> bool:
-    """Whether a visible share of the transformed ``planes`` lacks noise variance."""
-    return any(_lacking(deficit_std(p, gain, sigma), floor) for p in planes)
-
-
 def with_dither(planes: list[np.ndarray], params: Sequence[tuple[float, float]], scale: float,
                 floor: float = 0.05) -> list[np.ndarray]:
-    """Transformed ``planes`` (unit noise before dividing by ``scale``; ``params`` are each
+    """Transformed ``planes`` (unit noise before dividing by ``scale``; ``params``: each
     plane's gain and read noise) as the planes to sample patches from: divided by ``scale``,
-    each with its deficit std as a second channel when dithering is needed (``needed``),
-    else as they are."""
+    each with its deficit std as a second channel when more than 1 % of the pixels of a plane
+    lack over ``floor`` of it, else as they are."""
     scaled = [p / np.float32(scale) for p in planes]
     deficits = [deficit_std(p, gain, sigma)
                 for p, (gain, sigma) in zip(planes, params, strict=True)]
-    if not any(_lacking(d, floor) for d in deficits):
+    if not any(float(np.mean(d > floor)) > 0.01 for d in deficits):
         return scaled
     return [np.stack([p, d / np.float32(scale)]) for p, d in zip(scaled, deficits, strict=True)]
 

@@ -61,11 +61,9 @@ class NoiseEstimate:
         return asdict(self)
 
     def describe(self) -> str:
-        parts = [f"noise model: {self.model}"]
-        for name in ("gain", "sigma", "shape"):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(f"{name} = {value:.4g}")
+        parts = [f"noise model: {self.model}"] + [
+            f"{name} = {getattr(self, name):.4g}" for name in ("gain", "sigma", "shape")
+            if getattr(self, name) is not None]
         if self.offset:
             parts.append(f"offset = {self.offset:.4g}")
         parts.append(f"neighbour correlation = {self.correlation:.2f}")
@@ -104,23 +102,17 @@ def _sub(p: np.ndarray, lag: int, i: int, j: int) -> np.ndarray:
 def _window_stats(planes: Sequence[np.ndarray], lag: int) -> tuple[np.ndarray, ...]:
     stats = [_block_stats(p, lag) for p in planes if min(p.shape) >= 2 * lag * WINDOW]
     if not stats:
-        raise Noise2ScoreError(
-            f"the image is too small to estimate noise from (at least "
-            f"{2 * lag * WINDOW} x {2 * lag * WINDOW} pixels)"
-        )
+        raise Noise2ScoreError(f"the image is too small to estimate noise from (at least "
+                               f"{2 * lag * WINDOW} x {2 * lag * WINDOW} pixels)")
     return tuple(np.concatenate(s) for s in zip(*stats, strict=True))
 
 
-def _flat_windows(
-    mean: np.ndarray, var: np.ndarray, struct: np.ndarray, valid: np.ndarray,
-    excess: float = 1.0,
-) -> np.ndarray:
+def _flat_windows(mean: np.ndarray, var: np.ndarray, struct: np.ndarray, valid: np.ndarray,
+                  excess: float = 1.0) -> np.ndarray:
     """Windows without structure: horizontal/vertical detail close to the predicted noise.
-
     Selecting on ``struct`` (not on ``var``, an independent Haar component) keeps the noise
     variances of the chosen windows unbiased. The prediction comes from a first robust fit
-    over all windows (bin medians shrug off the minority of windows with edges).
-    """
+    over all windows (bin medians shrug off the minority of windows with edges)."""
     keep = valid.copy()
     for _ in range(2):
         if keep.sum() < MIN_WINDOWS:
@@ -160,16 +152,14 @@ def _weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, design: str) -> t
     return coef, float(np.clip(1 - misfit, 0.0, 1.0)), pred
 
 
-def estimate_noise(
-    images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16, fallback: bool = False
-) -> NoiseEstimate:
+def estimate_noise(images: np.ndarray | Sequence[np.ndarray], max_planes: int = 16,
+                   fallback: bool = False) -> NoiseEstimate:
     """Estimate the noise model and its parameters from noisy 2D planes (or a stack).
 
     Correlated noise (see ``CORRELATED``) is estimated again on sub-images of every second
     pixel, where the pixel variances are no longer hidden by the correlation. With too few
     flat regions the estimate fails with a clear error, or, with ``fallback``, assumes
-    Gaussian noise with a robust sigma and says so in its note (quality 0).
-    """
+    Gaussian noise with a robust sigma and says so in its note (quality 0)."""
     if isinstance(images, np.ndarray):
         images = [images]
     planes = _sample_planes(images, max_planes)
@@ -228,7 +218,6 @@ def _sample_planes(images, max_planes: int) -> list[np.ndarray]:
 
 def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
     """The best-fitting noise model of the planes' smooth windows."""
-
     mean, var, struct = _window_stats(planes, 1)
     # saturated or clipped windows carry no noise information
     lo, hi = min(float(p.min()) for p in planes), max(float(p.max()) for p in planes)
@@ -244,10 +233,9 @@ def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
         if keep.sum() >= MIN_WINDOWS:
             fits.append(_fit(planes, mean, var, keep, lo, integer))
     if not fits:
-        raise Noise2ScoreError(
-            f"too few smooth, unsaturated regions to estimate the noise from "
-            f"({len(mean)} windows looked at); give the noise parameters yourself"
-        )
+        raise Noise2ScoreError(f"too few smooth, unsaturated regions to estimate the noise from "
+                               f"({len(mean)} windows looked at); give the noise parameters "
+                               "yourself")
     return max(fits, key=lambda e: e.quality)
 
 

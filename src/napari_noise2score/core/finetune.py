@@ -30,7 +30,7 @@ from .errors import Noise2ScoreError
 from .model import Noise2ScoreModel
 from .patches import PatchSampler, choose_patch
 from .score import score_from_residual, training_domain
-from .updates import TrainDone, TrainNote, TrainProgress
+from .updates import TrainDone, TrainNote, TrainProgress, budget_spent, cosine_decay, optimiser_step
 
 #: Fine-tuning learning rate over the configured (from-scratch) one.
 LR_FACTOR = 0.2
@@ -71,9 +71,7 @@ def choose_start(config: TrainConfig, scale: float) -> Start:
             return Start("scratch", "training from scratch (a network size was given)", None)
         try:
             P.check_noise_model(config.noise, config.anscombe)
-            if (config.decorrelate or 1) > 1:
-                raise P.PriorRangeError("correlated noise is outside the prior's range "
-                                        f"(independent noise only){P.HINT}")
+            P.check_independent(config.decorrelate or 1)
             if config.anscombe:
                 model = P.anscombe_model(config, scale)
             else:
@@ -167,10 +165,8 @@ def step_loss(model: Noise2ScoreModel, net: torch.nn.Module, y: torch.Tensor, u:
     return (u + sa * score).square().mean()
 
 
-def iter_finetune(
-    stacks: Sequence[np.ndarray], config: TrainConfig, start: Noise2ScoreModel,
-    stop: Callable[[], bool] | None, started: float,
-) -> Iterator:
+def iter_finetune(stacks: Sequence[np.ndarray], config: TrainConfig, start: Noise2ScoreModel,
+                  stop: Callable[[], bool] | None, started: float) -> Iterator:
     """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
     ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
     then TrainDone with the best network measured (its steps and seconds: this run's)."""
@@ -207,43 +203,33 @@ def iter_finetune(
             break
         ramp = min(1.0, (fraction + 1e-3) / WARMUP)
         for group in optimiser.param_groups:
-            group["lr"] = lr0 * ramp * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
+            group["lr"] = lr0 * ramp * cosine_decay(fraction)
         y = dither.apply(torch.from_numpy(sampler.sample(half)), gen)
         u = torch.randn(y.shape, generator=gen)
         ratio = torch.from_numpy(rng.uniform(lo, hi, half).astype(np.float32))
         loss = step_loss(model, net, torch.cat([y, y]).to(device), torch.cat([u, -u]).to(device),
                          torch.cat([ratio, ratio]).to(device))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        value = optimiser_step(optimiser, loss)
         step += 1
-        value = float(loss.detach())
         if not math.isfinite(value):
             break  # diverged: the best network measured so far is kept
         ema = value if ema is None else 0.95 * ema + 0.05 * value
         elapsed = time.perf_counter() - started
-        fractions = [step / config.max_steps] if config.max_steps is not None else []
-        if config.max_seconds is not None:
-            fractions.append(elapsed / config.max_seconds)
-        fraction = max(fractions)
+        fraction = budget_spent(config, step, elapsed)
         if fraction >= next_check and fraction < 1.0:
             next_check += 1.0 / CHECKS
             best, best_state, best_step = _keep_better(criterion, net, best, best_state,
                                                        best_step, step)
-        eta = elapsed / fraction * (1 - fraction) if fraction < 1 else 0.0
-        yield TrainProgress(step, ema, shown_sigma_a, elapsed, eta, min(fraction, 1.0))
+        yield TrainProgress.at(step, ema, shown_sigma_a, elapsed, fraction)
     best, best_state, best_step = _keep_better(criterion, net, best, best_state, best_step, step)
     net.load_state_dict(best_state)
     net.eval()
     kept = "the starting model" if best_step == 0 else f"step {best_step}"
     yield TrainNote(f"held-out AR-DAE loss {first:.5f} at the start, {best:.5f} kept "
                     f"({kept} of {step})")
-    cfg = replace(config, width=model.config.width, depth=model.config.depth,
-                  unshuffle=model.config.unshuffle, decorrelate=model.config.decorrelate,
-                  network=model.config.network, noise=model.config.noise,
-                  sigma=model.config.sigma, gain=model.config.gain, shape=model.config.shape,
-                  offset=model.config.offset,
-                  sigma_a_max=model.config.sigma_a_max, sigma_a_min=model.config.sigma_a_min)
+    kept_fields = ("width", "depth", "unshuffle", "decorrelate", "network", "noise", "sigma",
+                   "gain", "shape", "offset", "sigma_a_max", "sigma_a_min")
+    cfg = replace(config, **{k: getattr(model.config, k) for k in kept_fields})
     done = replace(model, config=cfg, net=net, steps=step,
                    seconds=time.perf_counter() - started)
     yield TrainDone(done.to(device), stopped)

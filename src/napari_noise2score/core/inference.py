@@ -63,24 +63,25 @@ def network_output(net: ScoreUNet, planes: torch.Tensor) -> torch.Tensor:
 
 
 def receptive_radius(net: ScoreUNet) -> int:
-    """An upper bound, in pixels, on how far one input pixel can change the network's output.
-
-    Counted layer by layer (3x3 convolutions, 2x2 pools and transposed convolutions, each at
-    its own resolution, then the pixel unshuffle). For the default CPU network (width 24,
-    depth 3, unshuffle 2) the bound is 117 px; perturbing one pixel of a random network in
-    float64 changes outputs up to 103 px away (docs/algorithm.md). A decorrelating
-    ``stride`` stretches the field by that factor.
-    """
+    """An upper bound, in pixels, on how far one input pixel can change the network's output,
+    counted layer by layer (3x3 convolutions, 2x2 pools and transposed convolutions at their
+    own resolutions, the pixel unshuffle, a decorrelating ``stride`` stretching it all). For
+    the default CPU network (width 24, depth 3, unshuffle 2) it is 117 px; perturbing one
+    pixel of a random network in float64 changes outputs up to 103 px away
+    (docs/algorithm.md)."""
     levels = [2**i for i in range(net.depth)]
     folded = 2 + sum(p + 2 * 2 * p for p in levels) + sum(p + 2 * p for p in levels)
     inner = net.unshuffle * folded + net.unshuffle - 1
     return net.stride * inner + net.stride - 1
 
 
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
 def default_overlap(net: ScoreUNet) -> int:
     """The default tile halo: the receptive radius rounded up to the network's multiple."""
-    m = net.multiple
-    return -(-receptive_radius(net) // m) * m
+    return _round_up(receptive_radius(net), net.multiple)
 
 
 def resolve_tta(tta: bool | None, n_pixels: int) -> bool:
@@ -115,9 +116,8 @@ def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tensor:
-    """The network's output on a (1, 1, H, W) block, averaged over its 8 flips and quarter
-    turns with ``tta``. The block is padded to the pooling grid first, so every transformed
-    copy meets the same grid and tiled results still equal whole-plane ones."""
+    """The network's output on a (1, 1, H, W) block; with ``tta`` averaged over the 8 flips
+    and turns of the block padded to the pooling grid (so tiles still equal the whole)."""
     h, w = block.shape[-2:]
     if not tta:
         return network_output(net, block)
@@ -129,27 +129,17 @@ def _block_output(net: ScoreUNet, block: torch.Tensor, tta: bool) -> torch.Tenso
 
 
 @torch.inference_mode()
-def predict_plane(
-    net: ScoreUNet,
-    plane: np.ndarray,
-    tile: int = DEFAULT_TILE,
-    overlap: int | None = None,
-    tta: bool = False,
-) -> np.ndarray:
-    """The network's output on one 2D plane, computed in tiles of ``tile`` pixels with a halo.
-
-    Tile and halo are rounded up to the network's multiple, so every tile starts on the
-    pooling grid of the whole plane: with a halo covering the receptive field (the default,
-    ``default_overlap``), the result equals whole-plane inference to float tolerance.
-    ``tta`` averages the output over the 8 flips and quarter turns of each tile (test-time
-    augmentation: 8 forward passes, a less noisy score).
-    """
+def predict_plane(net: ScoreUNet, plane: np.ndarray, tile: int = DEFAULT_TILE,
+                  overlap: int | None = None, tta: bool = False) -> np.ndarray:
+    """The network's output on one 2D plane, in tiles of ``tile`` pixels with a halo (both
+    rounded up to the network's multiple, so every tile starts on the plane's pooling grid:
+    with a halo covering the receptive field, the default, it equals whole-plane inference
+    to float tolerance); ``tta`` averages each tile's over its 8 flips and quarter turns."""
     if overlap is None:
         overlap = default_overlap(net)
     if tile < 1 or overlap < 0:
         raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
-    m = net.multiple
-    tile, overlap = -(-tile // m) * m, -(-overlap // m) * m
+    tile, overlap = _round_up(tile, net.multiple), _round_up(overlap, net.multiple)
     out = np.empty(plane.shape, dtype=np.float32)
     for window in tile_grid(*plane.shape, tile):
         (y0, y1, x0, x1), (ya, yb, xa, xb) = window, haloed(window, overlap, plane.shape)
@@ -175,25 +165,11 @@ def haloed(window: tuple[int, int, int, int], overlap: int,
     return max(y0 - overlap, 0), min(y1 + overlap, h), max(x0 - overlap, 0), min(x1 + overlap, w)
 
 
-def scaled_noise(model: Noise2ScoreModel, noise: NoiseParams | None = None) -> NoiseParams:
-    """The noise parameters to denoise with (model's, or ``noise``), in scaled intensities."""
-    params = (noise or model.noise_params()).validate()
-    if params.model != model.config.noise:
-        model.noise_params(noise=params.model)  # raises the mismatch error
-    return model.tweedie_noise(params)
-
-
-def denoise_plane(
-    model: Noise2ScoreModel,
-    plane: np.ndarray,
-    scaled: NoiseParams,
-) -> np.ndarray:
+def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParams) -> np.ndarray:
     """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
-    with the model's mixed-noise mode and test-time augmentation setting (``model.config``).
-
-    Every step after the network is pointwise, so denoising a region and cropping it gives
-    the same pixels as denoising the whole plane, as long as the network's output agrees.
-    """
+    with the model's mixed-noise mode and TTA setting. Every step after the network is
+    pointwise, so a region denoised and cropped gives the whole plane's pixels as long as
+    the network's output agrees."""
     plane = np.asarray(plane)
     y = model.to_scaled(plane)
     score = model.score(y, network_on(model.net, y, model.config.tta))
@@ -204,13 +180,11 @@ def denoise_plane(
 
 
 def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """For integer data, the denoised value within the type's range (0..255 for uint8).
-
-    The capture was clipped there, so its expected value (what an average of captures
-    gives) lies inside too: at a saturated pixel (255) that is the denoised value, usually
-    below 255, not the clipped reading itself. Keeping saturated readings cost 1.4 dB on
-    synthetic two-photon captures with 0.8 % of pixels at 255 (docs/algorithm.md).
-    """
+    """For integer data, the denoised value within the type's range (0..255 for uint8): the
+    capture was clipped there, so its expected value lies inside too, and at a saturated
+    pixel that is the denoised value (usually below 255), not the clipped reading. Keeping
+    saturated readings cost 1.4 dB on synthetic two-photon captures with 0.8 % of pixels at
+    255 (docs/algorithm.md)."""
     if np.issubdtype(plane.dtype, np.integer):
         info = np.iinfo(plane.dtype)
         np.clip(out, info.min, info.max, out=out)
@@ -220,31 +194,23 @@ def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:
 def preserve_local_mean(y: np.ndarray, x: np.ndarray, radius: float = MEAN_RADIUS) -> np.ndarray:
     """Give ``x`` the local mean of ``y``: x + G * (y - x), G a Gaussian of std ``radius``.
 
-    A posterior mean is unbiased on average (E[E[x | y]] = E[x] = E[y] for zero-mean noise),
-    but a short-trained score and the approximations of the Poisson steps are not: on real
-    data the estimate drifts by a few grey levels in dark backgrounds. Restoring the local
-    mean of the data removes that drift and adds only noise averaged over ~(2 radius)^2
-    pixels. The filter reaches 4 * radius pixels, well inside the default tile halo.
-    """
+    A posterior mean is unbiased on average (E[E[x | y]] = E[y] for zero-mean noise), but a
+    short-trained score and the Poisson steps' approximations are not: on real data the
+    estimate drifts by a few grey levels in dark backgrounds. Restoring the data's local
+    mean removes that drift and adds only noise averaged over ~(2 radius)^2 pixels; the
+    filter reaches 4 * radius pixels, well inside the default tile halo."""
     return (x + gaussian_filter((y - x).astype(np.float32), radius, mode="reflect")).astype(
         np.float32)
 
 
-def denoise_array(
-    model: Noise2ScoreModel,
-    data: np.ndarray,
-    axes: str | None = None,
-    noise: NoiseParams | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    progress: ProgressFn | None = None,
-    stop: StopFn | None = None,
-) -> np.ndarray:
+def denoise_array(model: Noise2ScoreModel, data: np.ndarray, axes: str | None = None,
+                  noise: NoiseParams | None = None, tile: int | None = None,
+                  overlap: int | None = None, progress: ProgressFn | None = None,
+                  stop: StopFn | None = None) -> np.ndarray:
     """Denoise ``data`` (2D, or a stack of 2D planes along ``axes``) into float32, same units,
-    with ``TiledDenoiser`` and its defaults. ``noise`` overrides the model's noise parameters
-    (same noise model, input units). ``progress(tiles_done, tiles_total)`` is called after
-    each tile; ``stop`` is polled before each: when it returns True, ``Cancelled`` is raised.
-    """
+    with ``TiledDenoiser``; ``noise`` overrides the model's parameters (input units).
+    ``progress(tiles_done, tiles_total)`` is called after each tile; ``stop`` is polled
+    before each (``Cancelled`` when it returns True)."""
     data = np.asarray(data)
     check_image(data)
     axes = check_axes(axes, data.ndim)
@@ -275,8 +241,7 @@ def _bytes_per_pixel(net: ScoreUNet) -> float:
 
 def choose_tile(net: ScoreUNet, overlap: int, memory: int | None = None) -> int:
     """The largest tile (a multiple of the network's) whose forward pass, halo included, fits
-    in ``memory`` bytes (default: a quarter of the available memory, at most 384 MiB; on a
-    CUDA device, a quarter of its free memory)."""
+    in ``memory`` bytes (default: a quarter of the free memory, on the CPU at most 384 MiB)."""
     if memory is None:
         device = next(net.parameters()).device
         if device.type == "cuda":
@@ -300,41 +265,35 @@ def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, i
 
 
 class TiledDenoiser:
-    """Denoise an array-like of any layout plane by plane, one haloed tile at a time.
+    """Denoise an array-like of any layout plane by plane, one haloed tile at a time; the
+    halo (``overlap``) defaults to the network's receptive field plus the local-mean
+    filter's reach, so tiles give the whole-plane result to float tolerance."""
 
-    The halo (``overlap``) defaults to the network's receptive field plus the reach of the
-    local-mean filter, so that tiles give the whole-plane result to float tolerance.
-    """
-
-    def __init__(
-        self,
-        model: Noise2ScoreModel,
-        shape: tuple[int, ...],
-        axes: str | None = None,
-        noise: NoiseParams | None = None,
-        tile: int | None = None,
-        overlap: int | None = None,
-        memory: int | None = None,
-    ) -> None:
+    def __init__(self, model: Noise2ScoreModel, shape: tuple[int, ...], axes: str | None = None,
+                 noise: NoiseParams | None = None, tile: int | None = None,
+                 overlap: int | None = None, memory: int | None = None) -> None:
         net = model.net
         m = net.multiple
         #: whether tiles are averaged over the 8 flips and turns (auto: by the input's size)
         self.tta = resolve_tta(model.config.tta, math.prod(shape))
         self.model = model.with_options(tta=self.tta)
         self.layout = PlaneLayout(tuple(shape), check_axes(axes, len(shape)))
-        self.scaled = scaled_noise(model, noise)
+        params = (noise or model.noise_params()).validate()  # the model's, or ``noise``
+        if params.model != model.config.noise:
+            model.noise_params(noise=params.model)  # raises the mismatch error
+        self.scaled = model.tweedie_noise(params)  # in scaled intensities
         if overlap is None:  # the network's field, and the local mean's reach beyond it
-            overlap = default_overlap(net) + -(-MEAN_REACH // m) * m
+            overlap = default_overlap(net) + _round_up(MEAN_REACH, m)
         if overlap < 0 or (tile is not None and tile < 1):
             raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
         if memory is not None and not memory > 0:
             raise Noise2ScoreError(f"the memory for a tile must be > 0, got {memory} bytes")
-        self.overlap = -(-overlap // m) * m
+        self.overlap = _round_up(overlap, m)
         h, w = self.layout.plane_shape
         if tile is None:  # from memory, then evened out so no tile is a thin remainder
             longest = max(h, w)
             tile = -(-longest // -(-longest // choose_tile(net, self.overlap, memory)))
-        self.tile = -(-tile // m) * m
+        self.tile = _round_up(tile, m)
         n_tiles = -(-h // self.tile) * -(-w // self.tile)
         if n_tiles > MAX_TILES_PER_PLANE:  # a damaged header, most likely: fail, fast
             raise Noise2ScoreError(
@@ -374,12 +333,8 @@ class TiledDenoiser:
         out = denoise_plane(self.model_for(source, stack_index), region, self.scaled)
         return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
 
-    def iter_planes(
-        self,
-        source,
-        progress: ProgressFn | None = None,
-        stop: StopFn | None = None,
-    ) -> Iterator[np.ndarray]:
+    def iter_planes(self, source, progress: ProgressFn | None = None,
+                    stop: StopFn | None = None) -> Iterator[np.ndarray]:
         """Yield each denoised plane (Y, X) in stack C order; ``stop`` is polled before each
         tile (raising ``Cancelled``) and ``progress(tiles_done, tiles_total)`` after each."""
         h, w = self.layout.plane_shape
@@ -400,13 +355,8 @@ class TiledDenoiser:
         """A lazy dask array in the source's layout: each chunk (one tile of one plane) is
         denoised only when computed, e.g. when napari shows it."""
         layout = self.layout
-        chunks = []
-        for axis, size in enumerate(layout.shape):
-            letter = layout.axes[axis]
-            if letter in "YX":
-                chunks.append(tuple(min(self.tile, size - s) for s in range(0, size, self.tile)))
-            else:
-                chunks.append((1,) * size)
+        chunks = [tuple(min(self.tile, n - s) for s in range(0, n, self.tile)) if a in "YX"
+                  else (1,) * n for a, n in zip(layout.axes, layout.shape, strict=True)]
         y_axis, x_axis = layout.axes.index("Y"), layout.axes.index("X")
         stack_axes = layout.order[:-2]
 

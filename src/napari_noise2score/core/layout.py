@@ -53,15 +53,11 @@ class PlaneLayout:
 
     def read(self, source, stack_index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
         """One plane's (ys, xs) window of ``source``, (Y, X) (``read_window``)."""
-        return read_window(source, self.source_index(stack_index, ys, xs), self.transposed)
-
-    def source_index(self, stack_index: tuple[int, ...], ys: slice, xs: slice) -> tuple:
-        """The index into the source array for one plane's (ys, xs) window."""
         index: list[int | slice] = [0] * len(self.shape)
         for axis, i in zip(self.order[:-2], stack_index, strict=True):
             index[axis] = i
         index[self.axes.index("Y")], index[self.axes.index("X")] = ys, xs
-        return tuple(index)
+        return read_window(source, tuple(index), self.transposed)
 
 
 def read_window(source, index: tuple, transpose: bool) -> np.ndarray:
@@ -74,9 +70,8 @@ def read_window(source, index: tuple, transpose: bool) -> np.ndarray:
     except Noise2ScoreError:
         raise
     except Exception as exc:
-        raise InputFileError(
-            f"cannot read the input (truncated or corrupt?): {type(exc).__name__}: {exc}"
-        ) from None
+        raise InputFileError(f"cannot read the input (truncated or corrupt?): "
+                             f"{type(exc).__name__}: {exc}") from None
     return block.T if transpose else block
 
 

@@ -19,12 +19,7 @@ from .config import TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .network import ConditionedUNet, ScoreUNet
 from .noise import GAUSSIAN, NoiseParams, check_applicable
-from .score import (
-    from_network_units,
-    score_from_residual,
-    to_network_units,
-    training_domain,
-)
+from .score import from_network_units, score_from_residual, to_network_units, training_domain
 
 FORMAT = "napari-noise2score-model"
 FORMAT_VERSION = 1
@@ -32,11 +27,9 @@ FORMAT_VERSION = 1
 
 def build_network(config: TrainConfig) -> ScoreUNet:
     """The score network a resolved configuration describes."""
-    if config.network == "conditioned":
-        return ConditionedUNet(width=config.width, depth=config.depth,
-                               unshuffle=config.unshuffle, stride=config.decorrelate or 1)
-    return ScoreUNet(width=config.width, depth=config.depth, unshuffle=config.unshuffle,
-                     stride=config.decorrelate or 1)
+    kind = ConditionedUNet if config.network == "conditioned" else ScoreUNet
+    return kind(width=config.width, depth=config.depth, unshuffle=config.unshuffle,
+                stride=config.decorrelate or 1)
 
 
 def _check_finite_weights(net: ScoreUNet) -> None:
@@ -91,12 +84,10 @@ def _first_lines(exc: Exception, keep: int = 2) -> str:
 
 @dataclass
 class Noise2ScoreModel:
-    """A score network for one noise model, with what is needed to apply it.
-
-    ``scale`` is the input intensity that maps to 1.0 for the network. The network takes
-    scaled intensities and returns the score in its training domain: photon counts for
-    Poisson-type noise (``domain`` = gain / scale), scaled intensities otherwise.
-    """
+    """A score network for one noise model, with what is needed to apply it. ``scale`` is
+    the input intensity that maps to 1.0 for the network, which takes scaled intensities
+    and returns the score in its training domain: photon counts for Poisson-type noise
+    (``domain`` = gain / scale), scaled intensities otherwise."""
 
     config: TrainConfig
     net: ScoreUNet
@@ -162,37 +153,24 @@ class Noise2ScoreModel:
         config = replace(self.config, **changes)
         return replace(self, config=config)
 
-    def noise_params(
-        self,
-        noise: str | None = None,
-        sigma: float | None = None,
-        gain: float | None = None,
-        shape: float | None = None,
-    ) -> NoiseParams:
+    def noise_params(self, noise: str | None = None, sigma: float | None = None,
+                     gain: float | None = None, shape: float | None = None) -> NoiseParams:
         """The model's noise parameters (input units), with any given value overriding."""
         cfg = self.config
         check_applicable(cfg.noise, sigma=sigma, gain=gain, shape=shape)
         if noise is not None and noise != cfg.noise:
-            raise Noise2ScoreError(
-                f"this model was trained for {cfg.noise} noise, not {noise}: "
-                f"train a model for {noise} noise"
-            )
+            raise Noise2ScoreError(f"this model was trained for {cfg.noise} noise, not {noise}: "
+                                   f"train a model for {noise} noise")
         if cfg.poisson_type and gain is not None and gain != cfg.gain:
-            raise Noise2ScoreError(
-                "the gain of a Poisson-type model is fixed at training "
-                f"({cfg.gain}); train a new model for gain {gain}"
-            )
+            raise Noise2ScoreError("the gain of a Poisson-type model is fixed at training "
+                                   f"({cfg.gain}); train a new model for gain {gain}")
         if cfg.anscombe and sigma is not None and sigma != cfg.sigma:
-            raise Noise2ScoreError(
-                "the read noise of an Anscombe-transform model is fixed at training "
-                f"({cfg.sigma}); train a new model for read noise {sigma}"
-            )
-        return NoiseParams(
-            cfg.noise,
-            cfg.sigma if sigma is None else sigma,
-            cfg.gain if gain is None else gain,
-            cfg.shape if shape is None else shape,
-        ).validate()
+            raise Noise2ScoreError("the read noise of an Anscombe-transform model is fixed at "
+                                   f"training ({cfg.sigma}); train a new model for read noise "
+                                   f"{sigma}")
+        return NoiseParams(cfg.noise, cfg.sigma if sigma is None else sigma,
+                           cfg.gain if gain is None else gain,
+                           cfg.shape if shape is None else shape).validate()
 
     def to(self, device: torch.device | str) -> Noise2ScoreModel:
         """Move the network (channels-last on the CPU, where convolutions run faster there)."""
@@ -206,16 +184,12 @@ class Noise2ScoreModel:
         renamed when complete, with the umask's permissions; OSErrors as OutputError)."""
         path = Path(path)
         payload: dict[str, Any] = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format": FORMAT, "format_version": FORMAT_VERSION,
             "package_version": self.version or package_version(),
-            "config": self.config.to_dict(),
-            "scale": float(self.scale),
-            "final_sigma_a": float(self.final_sigma_a),
-            "steps": int(self.steps),
+            "config": self.config.to_dict(), "scale": float(self.scale),
+            "final_sigma_a": float(self.final_sigma_a), "steps": int(self.steps),
             "seconds": float(self.seconds),
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-        }
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
         with atomic_output(path) as tmp:
             try:
                 torch.save(payload, tmp)
@@ -233,10 +207,8 @@ class Noise2ScoreModel:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ModelFileError(
-                f"{path} is not a readable napari-noise2score model (corrupt, truncated or "
-                f"another format): {type(exc).__name__}"
-            ) from None
+            raise ModelFileError(f"{path} is not a readable napari-noise2score model (corrupt, "
+                                 f"truncated or another format): {type(exc).__name__}") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ModelFileError(f"{path} is not a napari-noise2score model file")
         version = payload.get("format_version", 0)
@@ -244,25 +216,18 @@ class Noise2ScoreModel:
             raise ModelFileError(f"{path} is a damaged model file: its format version is "
                                  f"{str(version)[:40]!r}, not a number")
         if version > FORMAT_VERSION:
-            raise ModelFileError(
-                f"{path} was written by a newer napari-noise2score "
-                f"({payload.get('package_version')}); upgrade the plugin to read it"
-            )
+            raise ModelFileError(f"{path} was written by a newer napari-noise2score "
+                                 f"({payload.get('package_version')}); upgrade the plugin to "
+                                 "read it")
         try:
             config = TrainConfig.from_dict(payload["config"])
             _check_numbers(payload)
             net = build_network(config)
             net.load_state_dict(payload["state_dict"])
             _check_finite_weights(net)
-            model = cls(
-                config=config,
-                net=net,
-                scale=float(payload["scale"]),
-                final_sigma_a=float(payload["final_sigma_a"]),
-                steps=int(payload["steps"]),
-                seconds=float(payload["seconds"]),
-                version=str(payload.get("package_version", "")),
-            )
+            model = cls(config, net, float(payload["scale"]), float(payload["final_sigma_a"]),
+                        int(payload["steps"]), float(payload["seconds"]),
+                        str(payload.get("package_version", "")))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError,
                 ArithmeticError) as exc:  # what damaged contents of any type raise
             raise ModelFileError(f"{path} is a damaged model file: {_first_lines(exc)}") \

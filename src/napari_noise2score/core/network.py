@@ -8,37 +8,26 @@ from torch import nn
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1),
-        nn.LeakyReLU(0.1, inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1),
-        nn.LeakyReLU(0.1, inplace=True),
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
 
 
 class ScoreUNet(nn.Module):
-    """U-Net mapping a 1-channel image to a residual of the same shape (any sign).
-
-    The residual is the correction that the score parameterisation of ``score.py`` turns
-    into the score; it is zero at initialisation (last layer zeroed).
+    """U-Net mapping a 1-channel image to a residual of the same shape (any sign): the
+    correction that the score parameterisation of ``score.py`` turns into the score, zero
+    at initialisation (the last layer, a plain convolution, is zeroed).
 
     ``unshuffle`` > 1 folds pixel blocks into channels first (lossless), so every
     convolution runs on ``1/unshuffle**2`` of the pixels: the CPU-friendly setting.
-    The last layer is a plain convolution, never a non-negative activation.
-
     ``stride`` > 1 (noise correlated between neighbouring pixels) splits the image into
-    ``stride**2`` sub-images of every ``stride``-th pixel and treats each as an image of its
-    own: within a sub-image the noise is (nearly) independent again, as Tweedie's formula
-    needs. It has no weights, so it only changes how the same network is applied.
-
-    ``in_channels`` > 1 widens only the first layer: the pretrained prior (``ConditionedUNet``)
+    ``stride**2`` sub-images of every ``stride``-th pixel, each denoised as an image of its
+    own: within one the noise is (nearly) independent again, as Tweedie's formula needs; it
+    has no weights. ``in_channels`` > 1 widens only the first layer: ``ConditionedUNet``
     appends a noise-level channel inside ``_unet``; ``forward`` still takes one channel.
     """
 
-    def __init__(
-        self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1,
-        in_channels: int = 1,
-    ) -> None:
+    def __init__(self, width: int = 32, depth: int = 3, unshuffle: int = 2, stride: int = 1,
+                 in_channels: int = 1) -> None:
         super().__init__()
         if width < 1 or depth < 1 or unshuffle < 1 or stride < 1:
             raise ValueError("width, depth, unshuffle and stride must be positive")
@@ -48,17 +37,11 @@ class ScoreUNet(nn.Module):
         c0 = unshuffle * unshuffle
         widths = [width * min(2**i, 4) for i in range(depth + 1)]
         self.head = _block(in_channels * c0, widths[0])
-        self.down = nn.ModuleList(
-            _block(widths[i], widths[i + 1]) for i in range(depth)
-        )
+        self.down = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
-            for i in range(depth)
-        )
-        self.merge = nn.ModuleList(
-            _block(2 * widths[i], widths[i]) for i in range(depth)
-        )
+        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                for i in range(depth))
+        self.merge = nn.ModuleList(_block(2 * widths[i], widths[i]) for i in range(depth))
         self.tail = nn.Conv2d(widths[0], c0, 1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
@@ -98,11 +81,9 @@ COND_REF = 0.1
 
 class ConditionedUNet(ScoreUNet):
     """A ScoreUNet whose input gains a noise-level channel and whose residual is tau * output.
-
-    ``tau`` (set with ``set_tau``: a number, or one value per batch item) is the total noise
-    std of the input in scaled intensities. It is a non-persistent buffer: a model file
-    stores the weights, and the noise the model denoises sets tau when it is built.
-    """
+    ``tau`` (``set_tau``: a number, or one per batch item) is the input's total noise std in
+    scaled intensities; a non-persistent buffer: a model file stores the weights, and the
+    noise the model denoises sets tau when it is built."""
 
     def __init__(self, width: int = 24, depth: int = 3, unshuffle: int = 2,
                  stride: int = 1) -> None:

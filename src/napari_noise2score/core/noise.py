@@ -64,9 +64,8 @@ def noise_model(name: str) -> NoiseModel:
     try:
         return NOISE_TYPES[name]
     except (KeyError, TypeError):
-        raise Noise2ScoreError(
-            f"unknown noise model {name!r}; choose one of {', '.join(NOISE_TYPES)}"
-        ) from None
+        raise Noise2ScoreError(f"unknown noise model {name!r}; choose one of "
+                               f"{', '.join(NOISE_TYPES)}") from None
 
 
 def _check_mixed_mode(mixed_mode: str) -> None:
@@ -234,19 +233,14 @@ class NoiseParams:
 
     def rescaled(self, factor: float) -> NoiseParams:
         """The same noise with intensities divided by ``factor``."""
-        return NoiseParams(
-            self.model,
-            None if self.sigma is None else self.sigma / factor,
-            None if self.gain is None else self.gain / factor,
-            self.shape,
-        )
+        return NoiseParams(self.model, None if self.sigma is None else self.sigma / factor,
+                           None if self.gain is None else self.gain / factor, self.shape)
 
 
 def model_for(sigma: float | None = None, gain: float | None = None,
               shape: float | None = None) -> str | None:
-    """The noise model that the given parameters describe, when no model was named: a
-    sigma alone is Gaussian, a gain Poisson (with a sigma, Poisson-Gaussian), a shape Gamma;
-    None when none (or a mix that no model takes) was given."""
+    """The noise model the given parameters describe: a sigma alone is Gaussian, a gain
+    Poisson (with a sigma, Poisson-Gaussian), a shape Gamma; None for none or another mix."""
     given = {n for n, v in (("sigma", sigma), ("gain", gain), ("shape", shape)) if v is not None}
     return next((name for name, kind in NOISE_TYPES.items() if set(kind.needs) == given), None)
 
@@ -263,11 +257,8 @@ def check_applicable(model: str, **given: float | None) -> None:
         raise Noise2ScoreError(f"{names} to {model} noise (it takes {' and '.join(needs)})")
 
 
-_DESCRIBE = {
-    "sigma": "noise standard deviation in the image's intensity units",
-    "gain": "intensity of one photon count, zeta",
-    "shape": "Gamma shape parameter k > 1",
-}
+_DESCRIBE = {"sigma": "noise standard deviation in the image's intensity units",
+             "gain": "intensity of one photon count, zeta", "shape": "Gamma shape parameter k > 1"}
 
 
 def simulate(clean: np.ndarray, noise: NoiseParams, seed: int | None = 0) -> np.ndarray:
@@ -277,18 +268,11 @@ def simulate(clean: np.ndarray, noise: NoiseParams, seed: int | None = 0) -> np.
                            np.random.default_rng(seed))
 
 
-def tweedie(
-    y: np.ndarray,
-    score: np.ndarray,
-    noise: NoiseParams,
-    smoothing: float = 0.0,
-    mixed_mode: str = "gaussian-then-poisson",
-) -> np.ndarray:
+def tweedie(y: np.ndarray, score: np.ndarray, noise: NoiseParams, smoothing: float = 0.0,
+            mixed_mode: str = "gaussian-then-poisson") -> np.ndarray:
     """Posterior-mean estimate of the clean image from ``y`` and the score d log p(y)/dy.
-
-    ``smoothing`` is the std of the Gaussian perturbation whose smoothed density the score
-    describes (the last sigma_a of training): it is removed as Gaussian noise, together with
-    the read noise of Poisson-Gaussian data, before the Poisson or Gamma step.
-    """
+    ``smoothing``, the std of the Gaussian perturbation whose smoothed density the score
+    describes (the last sigma_a of training), is removed as Gaussian noise, with the read
+    noise of Poisson-Gaussian data, before the Poisson or Gamma step."""
     noise.validate()
     return noise.kind.tweedie(np.asarray(y), np.asarray(score), noise, smoothing**2, mixed_mode)

@@ -42,6 +42,8 @@ PRIOR_ARCH = {"width": 24, "depth": 3, "unshuffle": 2}
 TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
+#: The name that stands for the shipped prior wherever a model file is asked for.
+PRETRAINED = "pretrained"
 #: How a refusal ends (dropped where training falls back to scratch by itself).
 HINT = ": train a model from scratch instead (init=scratch)"
 #: The noise model the prior's network is trained for (Poisson-type noise comes to it as
@@ -53,10 +55,8 @@ class PriorRangeError(Noise2ScoreError):
     """Noise the pretrained prior was not trained for."""
 
 
-def conditioned_loss(
-    net: ConditionedUNet, y: torch.Tensor, s: torch.Tensor, ratio: torch.Tensor,
-    u: torch.Tensor,
-) -> torch.Tensor:
+def conditioned_loss(net: ConditionedUNet, y: torch.Tensor, s: torch.Tensor, ratio: torch.Tensor,
+                     u: torch.Tensor) -> torch.Tensor:
     """AR-DAE loss of a noise-conditioned network on noisy ``y`` (noise std ``s`` per item)
     perturbed by ``ratio * s * u``: mean of (u + sigma_a * score(z))^2, score = r / tau^2."""
     s = s.reshape(-1, 1, 1, 1)
@@ -84,8 +84,15 @@ def check_noise_model(noise: str, anscombe: bool = False) -> None:
     """Refuse, in one line, any noise model the prior does not serve (Poisson-type noise is
     served on the Anscombe route: Gaussian noise of std 1 after the transform)."""
     if NOISE_TYPES.get(noise) is not GAUSSIAN and not anscombe:
-        raise PriorRangeError(
-            f"{noise} noise is outside the prior's range (Gaussian noise only){HINT}")
+        raise PriorRangeError(f"{noise} noise is outside the prior's range (Gaussian noise "
+                              f"only){HINT}")
+
+
+def check_independent(stride: int) -> None:
+    """Refuse, in one line, correlated noise (a decorrelating stride above 1)."""
+    if stride > 1:
+        raise PriorRangeError("correlated noise is outside the prior's range (independent "
+                              f"noise only){HINT}")
 
 
 @dataclass
@@ -101,12 +108,27 @@ class Prior:
         net.load_state_dict(self.state_dict)
         return net.eval()
 
+    @property
+    def history(self) -> tuple[int, float]:
+        """The pre-training's steps and seconds."""
+        return int(self.provenance.get("steps", 0)), float(self.provenance.get("seconds", 0.0))
+
+
+def _arch(net: ConditionedUNet) -> dict[str, int]:
+    return {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
+
+
+def _model(config: TrainConfig, net: ConditionedUNet, scale: float, steps: int,
+           seconds: float) -> Noise2ScoreModel:
+    """A model on the prior's network, queried at the data's noise std (no perturbation)."""
+    return Noise2ScoreModel(config=config, net=net, scale=float(scale), final_sigma_a=0.0,
+                            steps=steps, seconds=seconds, version=package_version())
+
 
 def save_prior(path: str | Path, net: ConditionedUNet, provenance: dict[str, Any]) -> Path:
     """Write the prior's weights (float32, CPU) with their provenance."""
     path = Path(path)
-    arch = {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
-    payload = {"format": PRIOR_FORMAT, "format_version": 1, "arch": arch,
+    payload = {"format": PRIOR_FORMAT, "format_version": 1, "arch": _arch(net),
                "tau_range": list(TAU_RANGE), "provenance": provenance,
                "state_dict": {k: v.detach().cpu().float() for k, v in net.state_dict().items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,22 +175,15 @@ def prior_config(sigma: float, scale: float, arch: dict[str, int] | None = None,
 
 def model_from_net(net: ConditionedUNet, sigma: float, scale: float, steps: int = 0,
                    seconds: float = 0.0, **options):
-    """A Noise2ScoreModel denoising Gaussian noise ``sigma`` (input units) with ``net``
-    queried at the data's own noise std (no final perturbation)."""
-    arch = {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
-    config = prior_config(sigma, scale, arch, **options)
-    model = Noise2ScoreModel(config=config, net=net, scale=float(scale), final_sigma_a=0.0,
-                             steps=steps, seconds=seconds, version=package_version())
-    return model.to(next(net.parameters()).device)
+    """A Noise2ScoreModel denoising Gaussian noise ``sigma`` (input units) with ``net``."""
+    config = prior_config(sigma, scale, _arch(net), **options)
+    return _model(config, net, scale, steps, seconds).to(next(net.parameters()).device)
 
 
 def pretrained_model(sigma: float, scale: float = 255.0, device: str = "cpu", **options):
     """The shipped prior as a ready model for Gaussian noise ``sigma`` on data of ``scale``."""
     prior = load_prior()
-    model = model_from_net(prior.network().to(device), sigma, scale, **options)
-    model.steps = int(prior.provenance.get("steps", 0))
-    model.seconds = float(prior.provenance.get("seconds", 0.0))
-    return model
+    return model_from_net(prior.network().to(device), sigma, scale, *prior.history, **options)
 
 
 def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, steps: int = 0,
@@ -179,17 +194,9 @@ def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, ste
     check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
     if net is None:
         prior = load_prior()
-        net = prior.network()
-        steps = int(prior.provenance.get("steps", 0))
-        seconds = float(prior.provenance.get("seconds", 0.0))
-    arch = {"width": net.head[0].out_channels, "depth": net.depth, "unshuffle": net.unshuffle}
-    cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1, **arch)
-    return Noise2ScoreModel(config=cfg, net=net, scale=float(scale), final_sigma_a=0.0,
-                            steps=steps, seconds=seconds, version=package_version())
-
-
-#: The name that stands for the shipped prior wherever a model file is asked for.
-PRETRAINED = "pretrained"
+        net, (steps, seconds) = prior.network(), prior.history
+    cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1, **_arch(net))
+    return _model(cfg, net, scale, steps, seconds)
 
 
 def unbound_model(device: str = "cpu"):
@@ -198,11 +205,7 @@ def unbound_model(device: str = "cpu"):
     prior = load_prior()
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
                          **prior.arch)
-    model = Noise2ScoreModel(config=config, net=prior.network(), scale=1.0, final_sigma_a=0.0,
-                             steps=int(prior.provenance.get("steps", 0)),
-                             seconds=float(prior.provenance.get("seconds", 0.0)),
-                             version=package_version())
-    return model.to(device)
+    return _model(config, prior.network(), 1.0, *prior.history).to(device)
 
 
 def is_unbound(model) -> bool:
@@ -224,9 +227,7 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
                  "sigma": read, "offset": float(offset)}
     elif sigma is None:
         estimate = estimate_noise([np.asarray(p)[None] for p in planes])
-        if estimate.stride > 1:
-            raise PriorRangeError("correlated noise is outside the prior's range (independent "
-                                  f"noise only){HINT}")
+        check_independent(estimate.stride)
         kind = noise_model(estimate.model)
         check_noise_model(estimate.model, anscombe=kind.counts)
         how = "estimated"

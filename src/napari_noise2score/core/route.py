@@ -17,13 +17,11 @@ from .config import TrainConfig
 
 
 def choose_transform(config: TrainConfig, stacks: Sequence[np.ndarray]) -> TrainConfig:
-    """``config`` with its transform decided (kept when the user gave one).
-
-    Poisson-type noise takes the Anscombe route: ahead on the real FMD images on average
-    and on photomultiplier-shaped noise, behind only on an exact Poisson lattice, and no
-    estimated quantity told those cases apart (docs/algorithm.md, "Decision"). ``stacks``
-    (the training planes) are for rules that look at the data.
-    """
+    """``config`` with its transform decided (kept when the user gave one). Poisson-type
+    noise takes the Anscombe route: ahead on the real FMD images on average and on
+    photomultiplier-shaped noise, behind only on an exact Poisson lattice, and no estimated
+    quantity told those cases apart (docs/algorithm.md, "Decision"). ``stacks`` (the
+    training planes) are for rules that look at the data."""
     if config.transform is not None:
         return config
     return replace(config, transform=config.kind.default_transform)

@@ -25,12 +25,10 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
 def training_domain(config: TrainConfig, scale: float) -> tuple[float, NoiseParams]:
-    """The training domain of a model whose intensities are divided by ``scale``.
-
-    Returns the scaled intensity of one domain unit (one photon count for Poisson-type
-    noise, else 1.0) and the noise parameters expressed in that domain. After the Anscombe
-    transform the noise is Gaussian with std 1 before scaling.
-    """
+    """The training domain of a model whose intensities are divided by ``scale``: the scaled
+    intensity of one domain unit (one photon count for Poisson-type noise, else 1.0) and the
+    noise parameters in that domain (after the Anscombe transform, Gaussian of std 1 before
+    scaling)."""
     if config.anscombe:
         return 1.0, NoiseParams(GAUSSIAN.name, sigma=1.0 / scale)
     domain = config.gain / scale if config.count_domain else 1.0
@@ -80,8 +78,7 @@ def variance(w: Array, noise_w: NoiseParams, sigma_a: float) -> Array | float:
     return kind.variance(level, noise_w, sigma_a * sigma_a)
 
 
-def score_from_residual(
-    residual: Array, z_scaled: Array, noise_w: NoiseParams, domain: float, sigma_a: float
-) -> Array:
+def score_from_residual(residual: Array, z_scaled: Array, noise_w: NoiseParams, domain: float,
+                        sigma_a: float) -> Array:
     """Score in the training domain from the network's residual at scaled input ``z_scaled``."""
     return residual / (domain * variance(z_scaled / domain, noise_w, sigma_a))

@@ -17,9 +17,7 @@ DTYPES = ("float32", "same")
 def infer_axes(ndim: int) -> str:
     """Default axes for an array of ``ndim`` dimensions: the last two are Y and X."""
     if ndim < 2:
-        raise Noise2ScoreError(
-            f"expected an image with at least 2 dimensions (Y, X), got {ndim}"
-        )
+        raise Noise2ScoreError(f"expected an image with at least 2 dimensions (Y, X), got {ndim}")
     if ndim > 5:
         raise Noise2ScoreError(f"arrays of {ndim} dimensions are not supported (at most 5)")
     return {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}[ndim]
@@ -31,9 +29,8 @@ def check_axes(axes: str | None, ndim: int) -> str:
         return infer_axes(ndim)
     axes = axes.upper()
     if len(axes) != ndim:
-        raise Noise2ScoreError(
-            f"axes {axes!r} name {len(axes)} dimensions but the image has {ndim}"
-        )
+        raise Noise2ScoreError(f"axes {axes!r} name {len(axes)} dimensions but the image has "
+                               f"{ndim}")
     bad = sorted(set(axes) - set(AXIS_LETTERS))
     if bad:
         raise Noise2ScoreError(f"unknown axis letters {bad} in {axes!r}; use {AXIS_LETTERS}")
@@ -58,6 +55,13 @@ def from_planes(planes: np.ndarray, shape: Sequence[int], axes: str) -> np.ndarr
     return np.transpose(planes.reshape([shape[i] for i in order]), np.argsort(order))
 
 
+def image_planes(data: np.ndarray, axes: str | None = None, name: str = "image") -> np.ndarray:
+    """``data`` checked (``check_image``) and viewed as (N, Y, X) planes (``to_planes``)."""
+    data = np.asarray(data)
+    check_image(data, name)
+    return to_planes(data, axes)[0]
+
+
 def check_image(data: np.ndarray, name: str = "image") -> None:
     """Reject data no denoiser can use: empty, non-numeric, complex, NaN/inf or constant."""
     if data.size == 0:
@@ -69,13 +73,10 @@ def check_image(data: np.ndarray, name: str = "image") -> None:
         raise Noise2ScoreError(f"{name} contains NaN or infinite values; fix or mask them first")
 
 
-def intensity_scale(
-    arrays: Sequence[np.ndarray], offset: float = 0.0, max_samples: int = 2_000_000
-) -> float:
-    """The intensity above ``offset`` that maps to 1.0 for the network.
-
-    8-bit data: 255 - offset (so the usual 0-255 conventions hold); else a robust maximum.
-    """
+def intensity_scale(arrays: Sequence[np.ndarray], offset: float = 0.0,
+                    max_samples: int = 2_000_000) -> float:
+    """The intensity above ``offset`` that maps to 1.0 for the network: for 8-bit data
+    255 - offset (so the usual 0-255 conventions hold), else a robust maximum."""
     if all(a.dtype == np.uint8 for a in arrays) and offset < 128:
         return 255.0 - offset
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from . import dither, planewise
+from . import dither, planewise, updates
 from .config import AUTO, TrainConfig
 from .device import select_device
 from .errors import Noise2ScoreError
@@ -23,7 +23,7 @@ from .noise import NoiseParams
 from .patches import PatchSampler, choose_patch
 from .route import choose_transform, describe_route
 from .score import score_from_residual, to_network_units, training_domain
-from .stack import check_image, intensity_scale, to_planes
+from .stack import image_planes, intensity_scale
 
 # the patch sampler and the update types live below this module and finetune's; they stay
 # importable from here
@@ -41,19 +41,14 @@ def annealed_sigma(fraction: float, s_max: float, s_min: float) -> float:
     return s_max * (s_min / s_max) ** f
 
 
-def prepare_planes(
-    images: np.ndarray | Sequence[np.ndarray], axes: str | None
-) -> list[np.ndarray]:
+def prepare_planes(images: np.ndarray | Sequence[np.ndarray], axes: str | None) -> list[np.ndarray]:
     """Check the training images and view each as a (N, Y, X) stack of planes."""
     if isinstance(images, np.ndarray):
         images = [images]
     if len(images) == 0:
         raise Noise2ScoreError("no training images given")
-    stacks = []
-    for i, image in enumerate(images):
-        image = np.asarray(image)
-        check_image(image, name=f"training image {i + 1}" if len(images) > 1 else "training image")
-        stacks.append(to_planes(image, axes)[0])
+    stacks = [image_planes(image, axes, f"training image {i + 1}" if len(images) > 1
+                           else "training image") for i, image in enumerate(images)]
     if all(float(s.min()) == float(s.max()) for s in stacks):
         raise Noise2ScoreError("the training images are constant: there is nothing to learn")
     return stacks
@@ -94,50 +89,37 @@ def check_network_fits(config: TrainConfig, device_type: str) -> int:
     return nbytes
 
 
-def _is_allocation_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and ("allocate" in text or "out of memory" in text))
-
-
 @contextmanager
 def _memory_errors() -> Iterator[None]:
     """An allocation failure (MemoryError, torch's CPU or GPU out of memory) as one line."""
     try:
         yield
     except (MemoryError, RuntimeError) as exc:
-        if not _is_allocation_error(exc):
+        text = str(exc).lower()
+        if not isinstance(exc, MemoryError) and "allocate" not in text \
+                and "out of memory" not in text:
             raise
         raise Noise2ScoreError(
             f"out of memory while training ({type(exc).__name__}): choose a smaller width, "
             "depth, batch size or patch size") from None
 
 
-def iter_training(
-    images: np.ndarray | Sequence[np.ndarray],
-    config: TrainConfig,
-    stop: Callable[[], bool] | None = None,
-) -> Iterator[TrainUpdate]:
+def iter_training(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig,
+                  stop: Callable[[], bool] | None = None) -> Iterator[TrainUpdate]:
     """Train a score network on noisy ``images``; yield a TrainProgress per step, then TrainDone.
 
-    With ``config.noise == "auto"`` the noise is first estimated from the images and a
-    NoiseEstimated update is yielded before training starts. A TrainNote then says where
-    training starts (``config.init``): fine-tuning (``finetune.py``: the pretrained prior by
-    default when the noise is in its range) or from scratch.
-
-    ``stop`` is polled before every step: training ends within one step of it returning True,
-    and the model trained so far is still delivered. Running out of memory raises one clear
-    Noise2ScoreError.
+    With ``config.noise == "auto"`` the noise is first estimated from the images (a
+    NoiseEstimated update); a TrainNote then says where training starts (``config.init``):
+    fine-tuning (``finetune.py``: the pretrained prior by default when the noise is in its
+    range) or from scratch. ``stop`` is polled before every step: training ends within one
+    step of it returning True, and the model so far is still delivered. Running out of
+    memory raises one clear Noise2ScoreError.
     """
     with _memory_errors():
         yield from _iter_training(images, config, stop)
 
 
-def _iter_training(
-    images: np.ndarray | Sequence[np.ndarray],
-    config: TrainConfig,
-    stop: Callable[[], bool] | None = None,
-) -> Iterator[TrainUpdate]:
+def _iter_training(images, config: TrainConfig, stop) -> Iterator[TrainUpdate]:
     stacks = prepare_planes(images, config.axes)
     if config.noise == AUTO:
         estimate = estimate_noise(stacks, fallback=True)
@@ -190,9 +172,8 @@ def _iter_training(
             stopped = True
             break
         sigma_a = annealed_sigma(fraction, cfg.sigma_a_max, cfg.sigma_a_min)
-        lr = cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * fraction)))
         for group in optimiser.param_groups:
-            group["lr"] = lr
+            group["lr"] = cfg.learning_rate * updates.cosine_decay(fraction)
         y = dither.apply(torch.from_numpy(sampler.sample(cfg.batch_size)), gen)
         u = torch.randn(y.shape, generator=gen)
         if cfg.antithetic:  # pairs y + s*u, y - s*u: the O(1/s) gradient noise cancels
@@ -204,45 +185,25 @@ def _iter_training(
             z = z.contiguous(memory_format=torch.channels_last)
         score = score_from_residual(net(z), z, noise_w, domain, sigma_a)
         loss = ardae_loss(score, u.to(device), sigma_a)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        value = updates.optimiser_step(optimiser, loss)
         step += 1
-        value = float(loss.detach())
         if not math.isfinite(value):
-            raise Noise2ScoreError(
-                "training diverged (the loss is not finite); try a lower learning rate"
-            )
+            raise Noise2ScoreError("training diverged (the loss is not finite); try a lower "
+                                   "learning rate")
         ema = value if ema is None else 0.95 * ema + 0.05 * value
         elapsed = time.perf_counter() - start
-        fractions = []
-        if cfg.max_steps is not None:
-            fractions.append(step / cfg.max_steps)
-        if cfg.max_seconds is not None:
-            fractions.append(elapsed / cfg.max_seconds)
-        fraction = max(fractions)
-        eta = elapsed / fraction * (1 - fraction) if fraction < 1 else 0.0
-        yield TrainProgress(step, ema, sigma_a, elapsed, eta, min(fraction, 1.0))
+        fraction = updates.budget_spent(cfg, step, elapsed)
+        yield TrainProgress.at(step, ema, sigma_a, elapsed, fraction)
 
     net.eval()
-    model = Noise2ScoreModel(
-        config=cfg,
-        net=net,
-        scale=scale,
-        final_sigma_a=sigma_a,
-        steps=step,
-        seconds=time.perf_counter() - start,
-        version=package_version(),
-    )
+    model = Noise2ScoreModel(cfg, net, scale, sigma_a, step, time.perf_counter() - start,
+                             package_version())
     yield TrainDone(model.to(device), stopped)
 
 
-def train_model(
-    images: np.ndarray | Sequence[np.ndarray],
-    config: TrainConfig,
-    on_progress: Callable[[TrainProgress], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-) -> Noise2ScoreModel:
+def train_model(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig,
+                on_progress: Callable[[TrainProgress], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> Noise2ScoreModel:
     """Run ``iter_training`` to the end and return the model."""
     for update in iter_training(images, config, stop):
         if isinstance(update, TrainDone):

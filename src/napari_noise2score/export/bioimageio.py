@@ -29,7 +29,7 @@ from ..core.errors import ExportError, ModelFileError
 from ..core.inference import MEAN_RADIUS, default_overlap, denoise_array
 from ..core.model import Noise2ScoreModel, package_version
 from ..core.noise import simulate
-from ..core.stack import check_image, to_planes
+from ..core.stack import image_planes
 from ..io.atomic import atomic_output
 from ..io.outputs import check_location
 from ._compat import patch_file_serializer
@@ -66,18 +66,14 @@ def is_package(path: str | os.PathLike) -> bool:
 
 # ---- export -------------------------------------------------------------------------------
 def make_test_plane(model: Noise2ScoreModel, image: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """A float32 2D plane for the test pair, and a sentence saying where it came from.
-
-    ``image`` (the training data, or an image like it): the centre crop of its first plane;
-    without one, the plugin's synthetic sample brought to the model's intensities with its
-    noise model simulated on it.
-    """
+    """A float32 2D plane for the test pair, and a sentence saying where it came from: the
+    centre crop of the first plane of ``image`` (the training data, or an image like it),
+    else the plugin's synthetic sample at the model's intensities with its noise simulated."""
     if image is not None:
         image = np.asarray(image)
-        check_image(image)
         axes = model.config.axes if model.config.axes and \
             len(model.config.axes) == image.ndim else None
-        plane = to_planes(image, axes)[0][0]
+        plane = image_planes(image, axes)[0]
         source = f"the centre of the first plane of the given image (shape {image.shape})"
     else:
         clean = clean_sample((1, 128, 128))[0].astype(np.float64)
@@ -104,18 +100,6 @@ def _input_scale(model: Noise2ScoreModel) -> float:
     from ..core.anscombe import gat_inverse
 
     return float(gat_inverse(np.array([model.scale]), cfg.gain, cfg.sigma or 0.0)[0])
-
-
-def _weights_bytes(model: Noise2ScoreModel) -> int:
-    return sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
-
-
-def _plugin_denoise(model: Noise2ScoreModel, plane: np.ndarray) -> np.ndarray:
-    return denoise_array(model.with_options(tta=False), plane)
-
-
-def _tolerance(reference: np.ndarray) -> float:
-    return 1e-4 * max(1.0, float(np.abs(reference).max()))
 
 
 def _cover(noisy: np.ndarray, denoised: np.ndarray, path: Path) -> None:
@@ -206,49 +190,38 @@ def halo_px(model: Noise2ScoreModel) -> int:
     return default_overlap(model.net) + int(TRUNCATE * MEAN_RADIUS + 0.5)
 
 
-def export_package(
-    model: Noise2ScoreModel,
-    path: str | os.PathLike,
-    image: np.ndarray | None = None,
-    name: str | None = None,
-    description: str | None = None,
-    authors: Sequence[str] | None = None,
-    training_data: str | None = None,
-    license: str = "CC-BY-4.0",
-    tta: bool = False,
-    validate: bool = True,
-) -> tuple[Path, str]:
-    """Write ``model`` as a bioimage.io model package ``path`` (.zip, atomically).
-
-    Returns the path and the sentence saying which data the test pair was made from.
-    Raises ExportError for a model the export does not reproduce, or when the exported
-    module disagrees with the plugin's own denoising of the test image.
-    """
+def export_package(model: Noise2ScoreModel, path: str | os.PathLike,
+                   image: np.ndarray | None = None, name: str | None = None,
+                   description: str | None = None, authors: Sequence[str] | None = None,
+                   training_data: str | None = None, license: str = "CC-BY-4.0",
+                   tta: bool = False, validate: bool = True) -> tuple[Path, str]:
+    """Write ``model`` as a bioimage.io model package ``path`` (.zip, atomically); return the
+    path and the sentence saying which data the test pair was made from. ExportError for a
+    model the export does not reproduce, or whose exported module disagrees with the
+    plugin's own denoising of the test image."""
     require_bioimageio()
-
     path = Path(path)
     if not is_package(path):
         raise ExportError(f"a bioimage.io package is a .zip file, not {path.name}")
     check_exportable(model.config)
-    check_location(path, 3 * _weights_bytes(model) + 2**21, what="package")
+    weights = sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
+    check_location(path, 3 * weights + 2**21, what="package")
     plane, test_source = make_test_plane(model, image)
     denoiser = build_denoiser(model, tta)
     scripted = torch.jit.script(denoiser)
     with torch.inference_mode():
         out = scripted(torch.from_numpy(plane)[None, None]).numpy()
     if not tta:
-        reference = _plugin_denoise(model, plane)
+        reference = denoise_array(model.with_options(tta=False), plane)  # the plugin's own
         diff = float(np.abs(out[0, 0] - reference).max())
-        if not diff <= _tolerance(reference):
+        if not diff <= 1e-4 * max(1.0, float(np.abs(reference).max())):
             raise ExportError(f"the exported module differs from the plugin's denoising by "
                               f"{diff:.3g}: this model cannot be exported exactly")
     name = name or f"Noise2Score {model.config.noise} denoiser"
-    description = description or (
-        f"Self-supervised Noise2Score denoiser for {model.config.noise} noise "
-        "(napari-noise2score)")
-    data_text = training_data or (
-        "Not recorded in the model file: the images the model was trained on. The test "
-        f"input is {test_source}.")
+    description = description or (f"Self-supervised Noise2Score denoiser for "
+                                  f"{model.config.noise} noise (napari-noise2score)")
+    data_text = training_data or ("Not recorded in the model file: the images the model was "
+                                  f"trained on. The test input is {test_source}.")
     with tempfile.TemporaryDirectory(prefix="n2s-zoo-") as tmp_name:
         tmp = Path(tmp_name)
         scripted.save(str(tmp / "denoiser.pt"))

@@ -38,10 +38,9 @@ from ..core.score import LEVEL_BOX, training_domain
 #: denoising at all. A field outside this set (a newer plugin's option) is refused unless it
 #: has its default value, so an export never silently drops a step.
 HANDLED_FIELDS = frozenset({
-    "noise", "sigma", "gain", "shape", "offset", "mixed_mode", "tta", "axes",
-    "width", "depth", "unshuffle", "decorrelate",
-    "max_seconds", "max_steps", "patch_size", "batch_size", "learning_rate", "antithetic",
-    "sigma_a_max", "sigma_a_min", "seed", "device",
+    "noise", "sigma", "gain", "shape", "offset", "mixed_mode", "tta", "axes", "width", "depth",
+    "unshuffle", "decorrelate", "max_seconds", "max_steps", "patch_size", "batch_size",
+    "learning_rate", "antithetic", "sigma_a_max", "sigma_a_min", "seed", "device",
     "init",  # where training started: the trained network is what is exported
     "transform",  # "none": Affine pieces; "anscombe": AnscombeForward / InverseAnscombe
     "network",  # "plain": ScriptUNet; "conditioned": ScriptUNet with the noise channel
@@ -75,28 +74,9 @@ class InverseAffine(nn.Module):
         return x * self.multiply + self.shift
 
 
-class AnscombeForward(nn.Module):
-    """``Noise2ScoreModel.to_scaled`` on the Anscombe route: ``core.anscombe.gat_forward``
-    (in float64, as numpy computes it; the argument of the square root clipped at 0), then
-    float32, divided by the intensity scale."""
-
-    def __init__(self, gain: float, sigma: float, offset: float, scale: float) -> None:
-        super().__init__()
-        self.gain = float(gain)
-        self.offset = float(offset)
-        self.s2 = (float(sigma) / float(gain)) ** 2
-        self.scale = float(scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x.to(torch.float64) - self.offset) / self.gain
-        f = 2.0 * torch.sqrt(torch.clamp(z + 0.375 + self.s2, min=0.0))
-        return f.to(torch.float32) / self.scale
-
-
-class InverseAnscombe(nn.Module):
-    """``Noise2ScoreModel.from_scaled`` on the Anscombe route: times the intensity scale (in
-    float32), then ``core.anscombe.gat_inverse`` in float64: the closed-form approximation
-    of the exact unbiased inverse, D clamped from below at ``D_MIN``, counts clipped at 0."""
+class _Anscombe(nn.Module):
+    """The numbers of the generalized Anscombe transform and its inverse: gain, offset,
+    s^2 = (sigma / gain)^2, the intensity scale, ``D_MIN`` and sqrt(3/2)."""
 
     def __init__(self, gain: float, sigma: float, offset: float, scale: float) -> None:
         super().__init__()
@@ -106,6 +86,23 @@ class InverseAnscombe(nn.Module):
         self.scale = float(scale)
         self.d_min = float(D_MIN)
         self.r = math.sqrt(1.5)
+
+
+class AnscombeForward(_Anscombe):
+    """``Noise2ScoreModel.to_scaled`` on the Anscombe route: ``core.anscombe.gat_forward``
+    (in float64, as numpy computes it; the argument of the square root clipped at 0), then
+    float32, divided by the intensity scale."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.to(torch.float64) - self.offset) / self.gain
+        f = 2.0 * torch.sqrt(torch.clamp(z + 0.375 + self.s2, min=0.0))
+        return f.to(torch.float32) / self.scale
+
+
+class InverseAnscombe(_Anscombe):
+    """``Noise2ScoreModel.from_scaled`` on the Anscombe route: times the intensity scale (in
+    float32), then ``core.anscombe.gat_inverse`` in float64: the closed-form approximation
+    of the exact unbiased inverse, D clamped from below at ``D_MIN``, counts clipped at 0."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = torch.clamp((x * self.scale).to(torch.float64), min=self.d_min)
@@ -127,12 +124,10 @@ class _UpStage(nn.Module):
 
 class ScriptUNet(nn.Module):
     """``ScoreUNet`` with a scriptable forward (the decoder stages stored deepest first).
-
     With ``tau`` (a number: the total noise std in scaled intensities) it is
-    ``prior.ConditionedUNet``: a constant channel tau / COND_REF is appended to each
-    (sub-)image before the first layer, and the residual is tau times the output. tau is a
-    non-persistent float32 buffer, as in the plugin, so the weights' keys are unchanged.
-    """
+    ``ConditionedUNet``: a constant channel tau / COND_REF is appended to each (sub-)image
+    before the first layer, and the residual is tau times the output; tau is a
+    non-persistent float32 buffer, as in the plugin, so the weights' keys are unchanged."""
 
     def __init__(self, width: int, depth: int, unshuffle: int, stride: int,
                  tau: float | None = None) -> None:
@@ -379,13 +374,11 @@ class LocalMean(nn.Module):
 class ExportedDenoiser(nn.Module):
     """The plugin's denoising of (B, 1, H, W) planes, input units in, float32 out.
 
-    The constructor takes ``denoiser_spec``'s numbers (the model's noise parameters in
-    scaled intensities); the weights are the network's (``ScriptUNet`` keys).
-    ``transform="anscombe"`` takes the Anscombe route: the generalized Anscombe transform
-    for gain ``gat_gain`` and read noise ``gat_sigma`` (input units), Gaussian score and
-    Tweedie of std ``noise_w_sigma`` there, then the exact unbiased inverse. ``tau`` (the
-    noise std in scaled intensities) makes the network the noise-conditioned one.
-    """
+    The constructor takes ``denoiser_spec``'s numbers (noise parameters in scaled
+    intensities); the weights are the network's (``ScriptUNet`` keys). ``transform=
+    "anscombe"``: the generalized Anscombe transform for gain ``gat_gain`` and read noise
+    ``gat_sigma`` (input units), Gaussian score and Tweedie of std ``noise_w_sigma`` there,
+    then the exact unbiased inverse. ``tau`` makes the network the noise-conditioned one."""
 
     def __init__(self, width: int, depth: int, unshuffle: int, stride: int, offset: float,
                  scale: float, noise: str, sigma: float | None, gain: float | None,
@@ -505,9 +498,8 @@ def denoiser_spec(model: Noise2ScoreModel, tta: bool = False) -> dict[str, Any]:
         "width": int(config.width), "depth": int(config.depth),
         "unshuffle": int(config.unshuffle), "stride": int(config.decorrelate or 1),
         "noise": config.noise,
-        "sigma": None if scaled.sigma is None else float(scaled.sigma),
-        "gain": None if scaled.gain is None else float(scaled.gain),
-        "shape": None if scaled.shape is None else float(scaled.shape),
+        **{k: None if getattr(scaled, k) is None else float(getattr(scaled, k))
+           for k in ("sigma", "gain", "shape")},
         "noise_w_sigma": float(noise_w.sigma or 0.0),
         "mixed_mode": config.mixed_mode, "tta": bool(tta), "mean_radius": float(MEAN_RADIUS),
         "transform": "anscombe" if config.anscombe else "none", "tau": network_tau(model),

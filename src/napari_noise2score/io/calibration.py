@@ -27,12 +27,10 @@ _OME_UNITS = {"um": "µm", "micron": "µm", "microns": "µm", "\\u00B5m": "µm",
 
 @dataclass(frozen=True)
 class Calibration:
-    """What a TIFF says about its physical sampling (each part empty when it says nothing).
-
-    ``resolution``: pixels per unit along X and Y (TIFF tags), in ``resolution_unit``
-    (1: none, 2: inch, 3: centimetre); ``imagej``: the ImageJ sampling metadata; ``ome``:
-    the OME Pixels sampling attributes (``PhysicalSizeX``, ``PhysicalSizeXUnit``...).
-    """
+    """What a TIFF says about its physical sampling (each part empty when it says nothing):
+    ``resolution``, pixels per unit along X and Y (TIFF tags) in ``resolution_unit`` (1:
+    none, 2: inch, 3: centimetre); ``imagej``, the ImageJ sampling metadata; ``ome``, the
+    OME Pixels sampling attributes (``PhysicalSizeX``, ``PhysicalSizeXUnit``...)."""
 
     resolution: tuple[float, float] | None = None
     resolution_unit: int = 1
@@ -93,21 +91,17 @@ def ome_sampling(cal: Calibration) -> dict[str, Any]:
     return out
 
 
-
 def tiff_options(calibration: Calibration | None, axes: str, name: str,
                  bigtiff: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(TiffWriter options, write options)`` that keep ``axes`` and the calibration.
-
-    OME when the input was OME or the output ``name`` ends in .ome.tif(f); else ImageJ when
-    the input was ImageJ and its axes fit an ImageJ hyperstack (classic TIFF only); else
-    tifffile's own metadata (axes, and the ImageJ values as plain keys). Resolution tags
-    are written whenever the input had them.
-    """
+    """``(TiffWriter options, write options)`` that keep ``axes`` and the calibration: OME
+    when the input was OME or the output ``name`` ends in .ome.tif(f); else ImageJ when the
+    input was ImageJ and its axes fit an ImageJ hyperstack (classic TIFF only); else
+    tifffile's own metadata (axes, the ImageJ values as plain keys). Resolution tags are
+    written whenever the input had them."""
     cal = calibration or Calibration()
     write: dict[str, Any] = {"metadata": {"axes": axes}}
     if cal.resolution is not None:
-        write["resolution"] = cal.resolution
-        write["resolutionunit"] = cal.resolution_unit
+        write.update(resolution=cal.resolution, resolutionunit=cal.resolution_unit)
     if cal.ome or name.lower().endswith((".ome.tif", ".ome.tiff")):
         write["metadata"].update(cal.ome or ome_sampling(cal))
         return {"bigtiff": bigtiff, "ome": True}, write

@@ -1,11 +1,8 @@
-"""Writing results plane by plane (TIFF or zarr) without holding them whole in memory.
-
-Output goes to a temporary name beside the target and is renamed when complete: a stop,
-an error or a full disk leaves no partial file behind, and the target (if it existed) is
-untouched until the end. A killed process cannot remove its temporary file; the name says
-which host and process wrote it (``.NAME.HOST.PID.RANDOM.tmp``) so that a later run can
-tell a dead writer's leftover from a live one's work (``remove_stale_temporaries``; both
-live in ``io.atomic`` and are imported here too).
+"""Writing results plane by plane (TIFF or zarr) without holding them whole in memory,
+under a temporary name renamed when complete (``io.atomic``): a stop, an error or a full
+disk leaves no partial file, and an existing target is untouched until the end. The names
+say which host and process wrote them, so a later run tells a killed writer's leftover from
+a live one's work (``remove_stale_temporaries``, also importable from here).
 """
 
 from __future__ import annotations
@@ -18,10 +15,8 @@ import numpy as np
 
 from ..core.errors import OutputError
 from ..core.stack import cast_result
-from .atomic import STALE_AFTER_SECONDS as STALE_AFTER_SECONDS
 from .atomic import _host as _host
 from .atomic import atomic_output
-from .atomic import is_stale as is_stale
 from .atomic import remove_stale_temporaries as remove_stale_temporaries
 from .atomic import temporaries as temporaries
 from .calibration import Calibration, tiff_options
@@ -38,8 +33,7 @@ def is_zarr_output(path: Path) -> bool:
 
 def check_output(path: Path, nbytes: int, inputs: Iterable[Path] = ()) -> None:
     """Refuse, before any work, an image output that is not .tif/.tiff/.zarr or that
-    ``outputs.check_location`` refuses (an input, a folder, read-only, no room for
-    ``nbytes``: the result's size)."""
+    ``outputs.check_location`` refuses (no room for ``nbytes``, the result's size...)."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES and not is_zarr_output(path):
         raise OutputError(f"cannot write {path.name}: the output must end in .tif, .tiff "
@@ -47,24 +41,14 @@ def check_output(path: Path, nbytes: int, inputs: Iterable[Path] = ()) -> None:
     check_location(path, nbytes, inputs, "zarr" if is_zarr_output(path) else "file")
 
 
-def write_planes(
-    path: str | os.PathLike,
-    planes: Iterable[np.ndarray],
-    stack_shape: tuple[int, ...],
-    plane_shape: tuple[int, int],
-    axes: str,
-    dtype: np.dtype | type = np.float32,
-    calibration: Calibration | None = None,
-) -> Path:
+def write_planes(path: str | os.PathLike, planes: Iterable[np.ndarray],
+                 stack_shape: tuple[int, ...], plane_shape: tuple[int, int], axes: str,
+                 dtype: np.dtype | type = np.float32,
+                 calibration: Calibration | None = None) -> Path:
     """Write float32 planes (Y, X), given in stack C order, as one TIFF or zarr array of
-    shape ``stack_shape + plane_shape`` with ``axes`` (stack axes, then YX), atomically
-    (``atomic_output``).
-
-    Planes are converted to ``dtype`` (integers rounded and clipped to the type's range); a
-    TIFF keeps the input's ``calibration`` (``io.calibration``). Only one plane is held at a
-    time. TIFF becomes BigTIFF when it would pass 4 GiB. A result with no finite value at
-    all (a broken model) is refused and nothing is kept.
-    """
+    shape ``stack_shape + plane_shape`` with ``axes``, atomically, one plane at a time, as
+    ``dtype`` (integers rounded and clipped); a TIFF keeps ``calibration`` and becomes
+    BigTIFF past 4 GiB. A result with no finite value (a broken model) is refused."""
     path = Path(path)
     dtype = np.dtype(dtype)
     finite = [False]

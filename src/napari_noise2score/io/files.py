@@ -26,9 +26,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise Noise2ScoreError(f"input file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in READABLE:
-        raise Noise2ScoreError(
-            f"cannot read {path.name}: supported formats are {', '.join(READABLE)}"
-        )
+        raise Noise2ScoreError(f"cannot read {path.name}: supported formats are "
+                               f"{', '.join(READABLE)}")
     try:
         if suffix in TIFF_SUFFIXES:
             import tifffile
@@ -41,10 +40,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except Noise2ScoreError:
         raise
     except Exception as exc:
-        raise Noise2ScoreError(
-            f"cannot read {path}: not a valid {suffix[1:].upper()} file "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+        raise Noise2ScoreError(f"cannot read {path}: not a valid {suffix[1:].upper()} file "
+                               f"({type(exc).__name__}: {exc})") from None
     data = np.asarray(data)
     if data.size == 0:
         raise Noise2ScoreError(f"cannot read {path}: the file holds no image data")
@@ -60,19 +57,17 @@ def _read_plain(path: Path) -> np.ndarray:
 
     with Image.open(path) as img:
         if img.mode in ("RGB", "RGBA") and any(str(t.args).endswith(";16B") for t in img.tile):
-            raise Noise2ScoreError(
-                f"cannot read {path.name} exactly: it is a 16-bit colour PNG, which would be "
-                "read as 8 bits; save it as TIFF first")
+            raise Noise2ScoreError(f"cannot read {path.name} exactly: it is a 16-bit colour "
+                                   "PNG, which would be read as 8 bits; save it as TIFF first")
         if img.mode == "P":
             img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-            raise Noise2ScoreError(
-                f"cannot denoise {path.name}: it has an alpha (transparency) channel "
-                f"({img.mode}); save it without transparency (RGB or greyscale) first")
+            raise Noise2ScoreError(f"cannot denoise {path.name}: it has an alpha (transparency) "
+                                   f"channel ({img.mode}); save it without transparency (RGB "
+                                   "or greyscale) first")
         if img.mode not in ("L", "I", "F", "1", "RGB") and not img.mode.startswith("I;16"):
-            raise Noise2ScoreError(
-                f"cannot denoise {path.name}: its colour mode {img.mode} is not supported; "
-                "save it as greyscale or RGB first")
+            raise Noise2ScoreError(f"cannot denoise {path.name}: its colour mode {img.mode} is "
+                                   "not supported; save it as greyscale or RGB first")
         return np.asarray(img)
 
 

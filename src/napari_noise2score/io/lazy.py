@@ -36,12 +36,9 @@ def is_zarr(path: Path) -> bool:
 
 
 def resolve_axes(file_axes: str, ndim: int, given: str | None, path: Path) -> str:
-    """The axes to use: ``given`` if any, else the file's own names.
-
-    Axes the file does not name (tifffile 'Q' or 'I', no metadata at all) are accepted when
-    there is at most one besides Y and X: it becomes a stack axis (T). With two or more, the
-    layout is ambiguous and the user must say it with ``axes``.
-    """
+    """The axes to use: ``given`` if any, else the file's own names. One axis the file does
+    not name (tifffile 'Q' or 'I', no metadata at all) besides Y and X becomes a stack axis
+    (T); with two or more the layout is ambiguous and the user must give ``axes``."""
     if given is not None:
         try:
             return check_axes(given, ndim)
@@ -81,11 +78,8 @@ def _check_tiff_complete(tif, series, path: Path) -> None:
 
 
 def series_index(tif, series: int | None, path: Path) -> int:
-    """The index of the image series to denoise: the only one, or ``series``.
-
-    A TIFF holding several series (e.g. images of different shapes) is refused without a
-    choice, naming them, rather than silently keeping the first.
-    """
+    """The index of the image series to denoise: the only one, or ``series`` (a TIFF holding
+    several is refused without a choice, naming them, rather than keeping the first)."""
     found = tif.series
     if not found:
         raise InputFileError(f"cannot read {path}: not a valid TIFF file (no image in it)")
@@ -169,13 +163,10 @@ def quiet_tifffile() -> Iterator[None]:
 
 
 def open_lazy(path: str | os.PathLike, axes: str | None = None, series: int | None = None):
-    """Open an image without reading its pixels: ``(dask array, axes)``.
-
-    TIFF and zarr are read chunk by chunk, ``.npy`` is memory-mapped; other formats (PNG,
-    JPEG) are small and read whole. ``series`` chooses the image series of a TIFF that holds
-    several (needed then); other files hold one, series 0. Errors are InputFileError or
-    AxesError.
-    """
+    """Open an image without reading its pixels: ``(dask array, axes)``. TIFF and zarr are
+    read chunk by chunk, ``.npy`` is memory-mapped; other formats (PNG, JPEG) are small and
+    read whole. ``series`` chooses the image series of a TIFF that holds several (needed
+    then); other files hold one, series 0. Errors are InputFileError or AxesError."""
     import dask.array as da
 
     path = Path(path)
@@ -220,12 +211,10 @@ def close_lazy(data) -> None:
 
 
 def training_planes(data, axes: str, max_bytes: int = TRAIN_MAX_BYTES) -> np.ndarray:
-    """A bounded sample to train on: evenly spaced planes (Y, X) as a (N, Y, X) array.
-
-    At most ``max_bytes`` of float32 planes; when one plane alone is larger, the centre crop
-    of each chosen plane that fits. Reading a huge file whole to train is never needed: a
-    few planes hold millions of patches.
-    """
+    """A bounded sample to train on: evenly spaced planes (Y, X) as a (N, Y, X) array of at
+    most ``max_bytes`` of float32 (the centre crop of each chosen plane when one alone is
+    larger). Reading a huge file whole to train is never needed: a few planes hold millions
+    of patches."""
     layout = PlaneLayout(tuple(data.shape), axes)
     pixels = max(max_bytes // 4, 1)
     ch, cw = crop_side(*layout.plane_shape, pixels)

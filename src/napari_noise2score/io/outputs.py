@@ -1,11 +1,10 @@
 """Where outputs go: checked before any work, never onto an input, with the usual permissions.
 
-Every command (train, denoise, run, demo, the npe2 commands and the napari writer) checks
-its output locations here first: ``same_file`` and ``refuse_inputs`` (an output, image or
-model, may never replace an input however the paths are spelled), ``check_location`` (not
-a folder where a file goes, a writable folder, room on the disk). ``output_error`` turns
-an OSError met while writing into one clear line, and ``set_default_mode`` gives a
-temporary file the permissions any other tool would give a new file (0644 under umask 022).
+Every command (train, denoise, run, demo, the npe2 commands, the napari writer) checks its
+outputs here first: ``refuse_inputs`` (no output, image or model, replaces an input however
+the paths are spelled), ``check_location`` (no folder where a file goes, a writable folder,
+room on the disk). ``output_error`` words an OSError met while writing in one line, and
+``set_default_mode`` gives a temporary file a new file's permissions (0644 under umask 022).
 """
 
 from __future__ import annotations
@@ -74,9 +73,8 @@ def check_location(path: str | os.PathLike, nbytes: int = 0,
                    what: str = "output") -> None:
     """Refuse, before any work, an output that would replace an input (``refuse_inputs``),
     a ``kind`` ("file", "folder" of files, or "zarr": a store replaced whole) that does not
-    fit what is there (a folder where a file goes, a file where a folder goes, a folder
-    that is not a zarr store where one goes), a read-only folder, or a disk without room
-    for ``nbytes``."""
+    fit what is there (e.g. a folder where a file goes, a folder that is not a zarr store),
+    a read-only folder, or a disk without room for ``nbytes``."""
     path = Path(path)
     if kind == "file" and path.is_dir():  # the clearest reason, whatever the folder holds
         raise OutputError(f"cannot write {path}: a folder of that name exists")

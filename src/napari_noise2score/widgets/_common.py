@@ -133,6 +133,19 @@ class DockPanel(Container):
         self.say(f"error: {exc}")
         show_error(f"Noise2Score: {exc}")
 
+    def _attempt(self, action: Any, *args: Any) -> bool:
+        """Run ``action(*args)``; a Noise2ScoreError is shown (``_error``) and gives False."""
+        try:
+            action(*args)
+        except Noise2ScoreError as exc:
+            self._error(exc)
+            return False
+        return True
+
+    def _load_dialog(self) -> None:
+        if path := ask_path("r", "Load model", "", MODEL_FILES):
+            self.load_model(path)
+
     def stop(self) -> None:
         """Ask the worker to end (Stop): training keeps the model so far; denoising leaves the
         layer unchanged."""
@@ -146,8 +159,7 @@ class DockPanel(Container):
 
 def default_layer(images: Any, active: Any) -> Any:
     """The layer a user means: the active one when it is a visible image, else the top
-    visible image (a hidden reference such as the sample's clean image is never the
-    default), else the top image."""
+    visible image (never a hidden reference such as the sample's clean one), else the top."""
     images = list(images)
     if active in images and active.visible:
         return active
@@ -174,9 +186,8 @@ def buttons(*names: str) -> tuple[Container, list[PushButton]]:
 def layer_array(layer: Any) -> np.ndarray:
     """The data of an image layer, refused when it cannot be denoised."""
     if getattr(layer, "rgb", False):
-        raise Noise2ScoreError(
-            f"layer {layer.name!r} is RGB; split it into channels (right-click > Split RGB)"
-        )
+        raise Noise2ScoreError(f"layer {layer.name!r} is RGB; split it into channels "
+                               "(right-click > Split RGB)")
     # multiscale: the full-resolution level
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return np.asarray(data)
@@ -242,9 +253,8 @@ class LossPlot(QWidget):
         self.update()
 
     def add(self, value: float, redraw: bool = True) -> None:
-        """Append a loss value (at most ``CAP`` are kept: every second one is dropped when
-        full, so drawing stays cheap on long runs); ``redraw=False`` leaves the repaint to
-        the caller's own rate limit."""
+        """Append a loss value (at most ``CAP`` kept: every second one is dropped when full);
+        ``redraw=False`` leaves the repaint to the caller's own rate limit."""
         self._values.append(float(value))
         if len(self._values) > self.CAP:
             self._values = self._values[::2]

@@ -13,16 +13,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, SpinBox
 from ..core.errors import Cancelled, Noise2ScoreError
 from ..core.inference import DEFAULT_TILE, TTA_AUTO_PIXELS
 from ..core.prior import is_unbound, rebind
-from ._common import (
-    MODEL_FILES,
-    DockPanel,
-    ask_path,
-    buttons,
-    is_lazy,
-    layer_array,
-    preload_engine,
-    wrapping,
-)
+from ._common import DockPanel, buttons, is_lazy, layer_array, preload_engine, wrapping
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
 #: Choices of the "quality" field and the model's tta setting they give (None: by size).
@@ -116,14 +107,7 @@ class DenoiseWidget(DockPanel):
         return changed
 
     def load_model(self, path: str | Path) -> None:
-        try:
-            self.store.load(path)
-        except Noise2ScoreError as exc:
-            self._error(exc)
-
-    def _load_dialog(self) -> None:
-        if path := ask_path("r", "Load model", "", MODEL_FILES):
-            self.load_model(path)
+        self._attempt(self.store.load, path)
 
     # ---- denoising -------------------------------------------------------------------
     def start_denoising(self) -> None:
@@ -269,9 +253,8 @@ def _plane_count(data: np.ndarray, axes: str | None) -> int:
 
 def denoise_planes(model: Any, data: np.ndarray, axes: str | None, noise: Any, tile: int,
                    stop: Any) -> Iterator[int]:
-    """Denoise ``data`` plane by plane (``denoise_array`` on each, TTA resolved for the whole
-    layer), yielding the number of planes done; returns the result (float32, same layout).
-    ``stop`` is polled between planes (``Cancelled`` when it returns True)."""
+    """Denoise ``data`` plane by plane (TTA resolved for the whole layer), yielding the planes
+    done, polling ``stop`` between them; returns the result (float32, same layout)."""
     from ..core.inference import denoise_array, resolve_tta
     from ..core.stack import check_image, from_planes, to_planes
 

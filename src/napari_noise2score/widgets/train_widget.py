@@ -20,7 +20,6 @@ from ..core.config import AUTO, INITS, LIMITS, NOT_EXPOSED, TRANSFORMS, TrainCon
 from ..core.errors import Noise2ScoreError
 from ..core.noise import MIXED_MODES, NOISE_MODELS, NOISE_TYPES
 from ._common import (
-    MODEL_FILES,
     DockPanel,
     LossPlot,
     ask_path,
@@ -293,9 +292,12 @@ class TrainWidget(DockPanel):
                      f"{update.sigma_a:.3g}, ETA {format_seconds(update.eta)}")
 
     def _on_finished(self) -> None:
+        import torch
+
         self.worker = self._activity = None
         self._set_running(False)
-        _free_accelerator_memory()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the accelerator's memory back to other programs
 
     def _set_running(self, running: bool) -> None:
         for button in (self.train_button, self.load_button, self.export_button,
@@ -304,39 +306,28 @@ class TrainWidget(DockPanel):
         self.stop_button.enabled = running
 
     # ---- model files -----------------------------------------------------------------
-    def save_model(self, path: str | Path) -> None:
+    def _has_model(self) -> bool:
         if self.store.model is None:
             self._error(Noise2ScoreError("there is no model yet: train or load one first"))
-            return
-        try:
-            self.store.model.save(path)
-        except Noise2ScoreError as exc:  # a read-only folder, a full disk
-            self._error(exc)
-            return
-        self.say(f"saved {path}")
+        return self.store.model is not None
+
+    def save_model(self, path: str | Path) -> None:
+        # a read-only folder or a full disk is shown as an error
+        if self._has_model() and self._attempt(self.store.model.save, path):
+            self.say(f"saved {path}")
 
     def load_model(self, path: str | Path) -> None:
-        try:
-            model = self.store.load(path)
-        except Noise2ScoreError as exc:
-            self._error(exc)
-            return
-        self.set_config(model.config)
-        self.say(f"loaded {path}")
+        if self._attempt(self.store.load, path):
+            self.set_config(self.store.model.config)
+            self.say(f"loaded {path}")
 
     def export_model(self, path: str | Path) -> None:
         """Write the model as a bioimage.io package, its test pair from the training layer."""
         from ..export.widget import export_from_viewer
 
-        if self.store.model is None:
-            self._error(Noise2ScoreError("there is no model yet: train or load one first"))
-            return
-        try:
-            export_from_viewer(self.viewer, self.store.model, path, self._training_layer)
-        except Noise2ScoreError as exc:
-            self._error(exc)
-            return
-        self.say(f"exported {path}")
+        if self._has_model() and self._attempt(export_from_viewer, self.viewer,
+                                               self.store.model, path, self._training_layer):
+            self.say(f"exported {path}")
 
     def _export_dialog(self) -> None:
         if path := ask_path("w", "Export to bioimage.io", "model.zip",
@@ -347,13 +338,3 @@ class TrainWidget(DockPanel):
         if path := ask_path("w", "Save model", "model.n2s", "Noise2Score model (*.n2s)"):
             self.save_model(path)
 
-    def _load_dialog(self) -> None:
-        if path := ask_path("r", "Load model", "", MODEL_FILES):
-            self.load_model(path)
-
-
-def _free_accelerator_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
