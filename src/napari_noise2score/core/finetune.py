@@ -7,7 +7,10 @@ over the prior's band of perturbations (``prior.RATIO_RANGE``), a plain model at
 final sigma_a. The starting model is never lost: a self-supervised criterion (the AR-DAE
 loss on held-out patches of the user's data, with fixed perturbations: ``Criterion``) is
 measured before the first step, every tenth of the budget and at the end, and the best
-network so far is what training returns, also when it is stopped midway.
+network so far is what training returns, also when it is stopped midway. On the Anscombe
+route a fine-tuned prior returns that network blended with the prior in weight space
+(``BLEND``): fine-tuned alone, it partly learns the user's own noise and loses to the
+prior on the very pixels it trained on (docs/algorithm.md, "Blending the fine-tuned prior").
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ CHECKS = 10
 VAL_PATCHES = 64
 #: Perturbation ratios (sigma_a / noise std) of the criterion for noise-conditioned models.
 VAL_RATIOS = (0.3, 0.6)
+#: Share of the fine-tuned change kept in a prior fine-tuned on the Anscombe route: its weights are
+#: ``start + BLEND * (tuned - start)``, a weight-space blend of the prior and the network
+#: fine-tuned on the user's data (docs/algorithm.md, "Blending the fine-tuned prior").
+BLEND = 0.5
 #: Fraction of the budget over which the learning rate ramps up from zero: a fresh Adam
 #: moves every weight by about the learning rate at its first steps, which knocks a trained
 #: network off its optimum.
@@ -191,6 +198,7 @@ def iter_finetune(stacks: Sequence[np.ndarray], config: TrainConfig, start: Nois
     optimiser = torch.optim.Adam(net.parameters(), lr=lr0, betas=(0.9, 0.99))
     first = best = criterion(net)
     best_state, best_step = copy.deepcopy(net.state_dict()), 0
+    start_state = best_state
     step, fraction, ema, next_check, stopped = 0, 0.0, None, 1.0 / CHECKS, False
     half = (config.batch_size + 1) // 2
     lo, hi = P.RATIO_RANGE
@@ -222,17 +230,25 @@ def iter_finetune(stacks: Sequence[np.ndarray], config: TrainConfig, start: Nois
                                                        best_step, step)
         yield TrainProgress.at(step, ema, shown_sigma_a, elapsed, fraction)
     best, best_state, best_step = _keep_better(criterion, net, best, best_state, best_step, step)
-    net.load_state_dict(best_state)
+    blended = model.conditioned and model.config.anscombe and best_step > 0
+    net.load_state_dict(blend(start_state, best_state, BLEND) if blended else best_state)
     net.eval()
     kept = "the starting model" if best_step == 0 else f"step {best_step}"
+    mix = f", {BLEND:g} of its change from the start kept" if blended else ""
     yield TrainNote(f"held-out AR-DAE loss {first:.5f} at the start, {best:.5f} kept "
-                    f"({kept} of {step})")
+                    f"({kept} of {step}{mix})")
     kept_fields = ("width", "depth", "unshuffle", "decorrelate", "network", "noise", "sigma",
                    "gain", "shape", "offset", "sigma_a_max", "sigma_a_min")
     cfg = replace(config, **{k: getattr(model.config, k) for k in kept_fields})
     done = replace(model, config=cfg, net=net, steps=step,
                    seconds=time.perf_counter() - started)
     yield TrainDone(done.to(device), stopped)
+
+
+def blend(start: dict, tuned: dict, share: float) -> dict:
+    """Weights ``start + share * (tuned - start)`` (integer buffers from ``tuned``)."""
+    return {k: start[k] + share * (v - start[k]) if v.is_floating_point() else v
+            for k, v in tuned.items()}
 
 
 def _keep_better(criterion: Criterion, net, best: float, state, best_step: int, step: int):
