@@ -7,7 +7,9 @@ import ast
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_noise2score"
+from helpers import SRC
+
+PACKAGE = SRC / "napari_noise2score"
 NAME = PACKAGE.name
 
 
