@@ -5,9 +5,9 @@
 Runs the fuzz, fault, GUI-fault and load tests (tests/e2e/test_fuzz_inputs.py,
 tests/e2e/test_faults.py, tests/widgets/test_gui_faults.py, tests/io/test_load.py) with
 pytest; each case records its outcome (clear error, accepted, crash, hang, partial file,
-code execution; ``tests/conftest.record_case``). The
-GUI tests run under ``xvfb-run`` when there is no display. ``--examples`` sets the
-generated cases per fuzz strategy (N2S_FUZZ_EXAMPLES; the test suite's default is 25).
+code execution; ``tests/helpers.record_case``). The GUI tests run under ``xvfb-run``
+when there is no display. ``--examples`` sets the generated cases per fuzz strategy
+(N2S_FUZZ_EXAMPLES; the test suite's default is 25).
 Exits with pytest's status.
 """
 
