@@ -2,11 +2,12 @@
 
     python benchmarks/reliability.py [--examples N] [--json FILE]
 
-Runs the fuzz, fault, GUI-fault and load tests (tests/test_fuzz_inputs.py, test_faults.py,
-test_gui_faults.py, test_load.py) with pytest; each case records its outcome (clear error,
-accepted, crash, hang, partial file, code execution; ``tests/conftest.record_case``). The
-GUI tests run under ``xvfb-run`` when there is no display. ``--examples`` sets the
-generated cases per fuzz strategy (N2S_FUZZ_EXAMPLES; the test suite's default is 25).
+Runs the fuzz, fault, GUI-fault and load tests (tests/e2e/test_fuzz_inputs.py,
+tests/e2e/test_faults.py, tests/widgets/test_gui_faults.py, tests/io/test_load.py) with
+pytest; each case records its outcome (clear error, accepted, crash, hang, partial file,
+code execution; ``tests/helpers.record_case``). The GUI tests run under ``xvfb-run``
+when there is no display. ``--examples`` sets the generated cases per fuzz strategy
+(N2S_FUZZ_EXAMPLES; the test suite's default is 25).
 Exits with pytest's status.
 """
 
@@ -23,8 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_fuzz_inputs.py", "tests/test_faults.py", "tests/test_gui_faults.py",
-         "tests/test_load.py"]
+TESTS = ["tests/e2e/test_fuzz_inputs.py", "tests/e2e/test_faults.py",
+         "tests/widgets/test_gui_faults.py", "tests/io/test_load.py"]
 BAD = ("crash", "hang", "partial file", "code execution")
 COLUMNS = ("clear error", "accepted", *BAD)
 

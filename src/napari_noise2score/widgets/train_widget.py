@@ -3,7 +3,8 @@
 Its fields are made from ``TrainConfig``: one magicgui widget per dataclass field, with the
 field's default and, for sized fields, the range in ``LIMITS``. The fields it deliberately
 does not show are listed in ``NOT_SHOWN``, built on ``config.NOT_EXPOSED`` (the fields no
-front end sets; tests/test_widgets.py fails when the two drift apart from ``TrainConfig``)."""
+front end sets; tests/widgets/test_widgets.py fails when the two drift apart from
+``TrainConfig``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Issue 14, part 2: injected faults. Processes killed (-9) or interrupted mid-run, a disk
 that fills while writing, inputs deleted or truncated during a batch, two runs writing one
 output, a read-only output folder: never a partial or mixed output, a clear error, and a
-re-run that finishes. Outcomes are counted (``conftest.record_case``)."""
+re-run that finishes. Outcomes are counted (``helpers.record_case``)."""
 
 from __future__ import annotations
 
@@ -20,21 +20,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import record_case, smooth_image, tiny_model
+from helpers import env_with_src, record_case, smooth_image, tiny_model
 from napari_noise2score.api import load_model
 from napari_noise2score.batch import DONE, FAILED, denoise_batch
 from napari_noise2score.cli import main
 from napari_noise2score.io import outputs
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TRAIN = ["--width", "4", "--depth", "1", "--patch-size", "32", "--batch-size", "2",
          "--device", "cpu", "--sigma", "20"]
 DENOISE = ["--tile", "32", "--threads", "1", "--no-tta"]
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    return tiny_model().save(tmp_path_factory.mktemp("model") / "tiny.n2s")
 
 
 def stack(path: Path, planes: int = 40, size: int = 96, seed: int = 0) -> Path:
@@ -46,8 +40,7 @@ def stack(path: Path, planes: int = 40, size: int = 96, seed: int = 0) -> Path:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get(
-        "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    return env_with_src(OMP_NUM_THREADS="1")
 
 
 def _default_sigint() -> None:
@@ -113,10 +106,10 @@ def error_line(text: str) -> str:
 # ---- kill -9 during denoise, run and train -o: no partial output; a re-run finishes -------
 
 @pytest.mark.parametrize("command", ["denoise", "run", "train"])
-def test_kill_9_leaves_no_partial_output_and_a_rerun_finishes(tmp_path, model_file, command):
+def test_kill_9_leaves_no_partial_output_and_a_rerun_finishes(tmp_path, tiny_model_file, command):
     src = stack(tmp_path / "in.tif")
     out = tmp_path / ("model.n2s" if command == "train" else "out.tif")
-    args = {"denoise": ["--model", str(model_file), *DENOISE],
+    args = {"denoise": ["--model", str(tiny_model_file), *DENOISE],
             "run": ["--steps", "3", *TRAIN, *DENOISE],
             "train": ["--steps", "100000", "--max-seconds", "600", *TRAIN]}[command]
     run = Run(command, str(src), "-o", str(out), *args)
@@ -145,7 +138,7 @@ def test_kill_9_leaves_no_partial_output_and_a_rerun_finishes(tmp_path, model_fi
 # ---- SIGINT during training and denoising: exit 130, nothing partial ---------------------
 
 @pytest.mark.parametrize("phase", ["training", "denoising"])
-def test_sigint_stops_cleanly_with_exit_130(tmp_path, model_file, phase):
+def test_sigint_stops_cleanly_with_exit_130(tmp_path, tiny_model_file, phase):
     src = stack(tmp_path / "in.tif")
     out = tmp_path / "out.tif"
     model = tmp_path / "kept.n2s"
@@ -154,7 +147,7 @@ def test_sigint_stops_cleanly_with_exit_130(tmp_path, model_file, phase):
                   "100000", "--max-seconds", "600", *TRAIN, *DENOISE)
         run.wait_for(lambda: "step" in run.stderr)
     else:
-        run = Run("denoise", str(src), "--model", str(model_file), "-o", str(out), *DENOISE)
+        run = Run("denoise", str(src), "--model", str(tiny_model_file), "-o", str(out), *DENOISE)
         run.wait_for(lambda: bool(temporaries(tmp_path)))
     run.proc.send_signal(signal.SIGINT)
     try:
@@ -192,13 +185,13 @@ def small_disk(tmp_path, monkeypatch) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_full_disk_mid_write_keeps_earlier_results(tmp_path, model_file, small_disk):
+def test_full_disk_mid_write_keeps_earlier_results(tmp_path, tiny_model_file, small_disk):
     first = stack(tmp_path / "a.tif", planes=2, size=64)
-    assert cli("denoise", str(first), "--model", str(model_file), "-o",
+    assert cli("denoise", str(first), "--model", str(tiny_model_file), "-o",
                str(small_disk / "a.tif"), *DENOISE)[0] == 0
     kept = (small_disk / "a.tif").read_bytes()
     big = stack(tmp_path / "b.tif", planes=60, size=96)  # 2.2 MB of float32
-    code, err = cli("denoise", str(big), "--model", str(model_file), "-o",
+    code, err = cli("denoise", str(big), "--model", str(tiny_model_file), "-o",
                     str(small_disk / "b.tif"), *DENOISE)
     partial = (small_disk / "b.tif").exists() or bool(temporaries(small_disk))
     clear = code == 2 and "disk is full" in error_line(err)
@@ -223,7 +216,7 @@ def test_full_disk_during_model_save(tmp_path, small_disk):
 # ---- inputs deleted or truncated while a batch runs --------------------------------------
 
 @pytest.mark.parametrize("kind", ["tif", "npy"])
-def test_inputs_deleted_or_truncated_during_a_batch(tmp_path, model_file, kind):
+def test_inputs_deleted_or_truncated_during_a_batch(tmp_path, tiny_model_file, kind):
     """File 1 is denoised; when its last tile is done, file 2 is deleted; file 3 is
     truncated to half while its first plane is denoised. Run in a subprocess: a memory-
     mapped .npy cut short could kill the process (SIGBUS)."""
@@ -246,7 +239,7 @@ def progress_for(job):
             with open(files[2], "r+b") as f:
                 f.truncate(files[2].stat().st_size // 2)
     return progress
-s = denoise_batch([str(f) for f in files], {str(model_file)!r}, d / "out", tile=64,
+s = denoise_batch([str(f) for f in files], {str(tiny_model_file)!r}, d / "out", tile=64,
                   progress_for=progress_for, axes="ZYX")
 for r in s.results:
     print(r.job.source.name, r.status, (r.error or "").replace(chr(10), " "))
@@ -268,16 +261,16 @@ for r in s.results:
 
 # ---- two processes writing one output --------------------------------------------------------
 
-def test_two_processes_writing_one_output_never_mix(tmp_path, model_file):
+def test_two_processes_writing_one_output_never_mix(tmp_path, tiny_model_file):
     a, b = stack(tmp_path / "a.tif", seed=1), stack(tmp_path / "b.tif", seed=2)
     expected = {}
     for src in (a, b):
         ref = tmp_path / f"ref_{src.stem}.tif"
-        assert cli("denoise", str(src), "--model", str(model_file), "-o", str(ref),
+        assert cli("denoise", str(src), "--model", str(tiny_model_file), "-o", str(ref),
                    *DENOISE)[0] == 0
         expected[src.stem] = tifffile.imread(ref)
     out = tmp_path / "same.tif"
-    runs = [Run("denoise", str(src), "--model", str(model_file), "-o", str(out),
+    runs = [Run("denoise", str(src), "--model", str(tiny_model_file), "-o", str(out),
                 "--overwrite", *DENOISE) for src in (a, b)]
     codes = [r.wait(300) for r in runs]
     errs = [r.stderr for r in runs]
@@ -291,7 +284,7 @@ def test_two_processes_writing_one_output_never_mix(tmp_path, model_file):
 
 # ---- a read-only output folder (as a user the folder's permissions apply to) -------------
 
-def test_read_only_output_folder_as_non_root(tmp_path, model_file):
+def test_read_only_output_folder_as_non_root(tmp_path, tiny_model_file):
     """As root, the run drops the capabilities that let root write anywhere (the user
     nobody cannot reach this interpreter); a real user runs as itself."""
     src = stack(tmp_path / "in.tif", planes=2, size=64)
@@ -306,7 +299,7 @@ def test_read_only_output_folder_as_non_root(tmp_path, model_file):
         prefix = ["setpriv", f"--bounding-set=-{caps.replace(',', ',-')}",
                   f"--inh-caps=-{caps.replace(',', ',-')}"]
     try:
-        for command, args in (("denoise", ["--model", str(model_file), *DENOISE]),
+        for command, args in (("denoise", ["--model", str(tiny_model_file), *DENOISE]),
                               ("train", ["--steps", "1", *TRAIN])):
             out = folder / ("m.n2s" if command == "train" else "o.tif")
             proc = subprocess.run([*prefix, sys.executable, "-m", "napari_noise2score",
@@ -321,11 +314,11 @@ def test_read_only_output_folder_as_non_root(tmp_path, model_file):
         folder.chmod(0o755)
 
 
-def test_deleted_batch_input_is_reported_by_the_api(tmp_path, model_file):
+def test_deleted_batch_input_is_reported_by_the_api(tmp_path, tiny_model_file):
     """The API path of the batch fault in this process: a vanished file is one failure."""
     files = [stack(tmp_path / f"f{i}.tif", planes=2, size=64, seed=i) for i in range(2)]
     files[1].unlink()
-    summary = denoise_batch([str(f) for f in files] + [], model_file, tmp_path / "out")
+    summary = denoise_batch([str(f) for f in files] + [], tiny_model_file, tmp_path / "out")
     assert [r.status for r in summary.results] == [DONE, FAILED]
     assert "not found" in summary.failed[0].error
 

@@ -6,54 +6,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from conftest import smooth_image
+from helpers import ROOT, SRC, headless_env, write_images
 from napari_noise2score.batch import Job, denoise_batch, expand_inputs, plan_jobs
 from napari_noise2score.cli import main
 from napari_noise2score.core.errors import Noise2ScoreError
-
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
-TINY = {"noise": "gaussian", "sigma": 20.0, "width": 8, "depth": 2, "max_steps": 20,
-        "max_seconds": 60.0, "patch_size": 32, "batch_size": 4, "device": "cpu"}
-
-
-def noisy_image(seed: int, size: int = 64) -> np.ndarray:
-    clean = smooth_image(size, seed) * 200
-    noise = np.random.default_rng(seed).normal(0, 20, clean.shape)
-    return np.clip(clean + noise, 0, 255).astype(np.uint8)
-
-
-def write_images(folder: Path, n: int, size: int = 64) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        p = folder / f"img{i:02d}.tif"
-        tifffile.imwrite(p, noisy_image(i, size))
-        paths.append(p)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from napari_noise2score import train
-
-    path = tmp_path_factory.mktemp("model") / "tiny.n2s"
-    train(noisy_image(0), **TINY).save(path)
-    return path
-
-
-def env_with_src(**extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-    env.update(extra)
-    return env
 
 
 def test_inputs_expand_from_files_folders_and_globs(tmp_path):
@@ -78,12 +39,12 @@ def test_inputs_expand_from_files_folders_and_globs(tmp_path):
         expand_inputs([tmp_path / "empty"])
 
 
-def test_a_broken_file_is_reported_and_the_others_finish(tmp_path, model_file, capsys):
+def test_a_broken_file_is_reported_and_the_others_finish(tmp_path, trained_model_file, capsys):
     paths = write_images(tmp_path / "raw", 4)
     broken = tmp_path / "raw" / "img01b.tif"  # sorts into the middle
     broken.write_bytes(b"II*\x00 this is not a TIFF")
     seen = []
-    summary = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "out",
+    summary = denoise_batch([tmp_path / "raw"], trained_model_file, tmp_path / "out",
                             on_result=seen.append)
     assert len(summary.done) == 4 and len(summary.failed) == 1 and not summary.ok
     assert summary.failed[0].job.source == broken and "cannot read" in summary.failed[0].error
@@ -91,7 +52,7 @@ def test_a_broken_file_is_reported_and_the_others_finish(tmp_path, model_file, c
     assert len(seen) == 5 and summary.line().startswith("done 4, skipped 0, failed 1 in ")
 
     # the command line: same batch, the finished files skipped, exit status 1
-    code = main(["denoise", str(tmp_path / "raw"), "--model", str(model_file),
+    code = main(["denoise", str(tmp_path / "raw"), "--model", str(trained_model_file),
                  "-o", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert code == 1
@@ -99,7 +60,7 @@ def test_a_broken_file_is_reported_and_the_others_finish(tmp_path, model_file, c
     assert f"failed {broken}" in captured.err and "1 of 5 files failed" in captured.err
 
 
-def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path, model_file):
+def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path, trained_model_file):
     write_images(tmp_path / "raw", 5)
     calls = []
 
@@ -109,12 +70,12 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path, mode
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        denoise_batch([tmp_path / "raw"], model_file, tmp_path / "out",
+        denoise_batch([tmp_path / "raw"], trained_model_file, tmp_path / "out",
                       on_result=interrupt_after_two)
     finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
     assert 2 <= len(finished) < 5  # the file running at the interrupt may have ended
     assert all(p.suffix == ".tif" for p in finished)  # no temporary file left
-    summary = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "out")
+    summary = denoise_batch([tmp_path / "raw"], trained_model_file, tmp_path / "out")
     n = len(finished)
     assert (len(summary.done), len(summary.skipped), len(summary.failed)) == (5 - n, n, 0)
     assert {r.job.output for r in summary.skipped} == set(finished)
@@ -122,13 +83,13 @@ def test_interrupted_batch_resumes_without_redoing_finished_files(tmp_path, mode
     assert len(list((tmp_path / "out").iterdir())) == 5
 
 
-def test_killed_command_line_resumes(tmp_path, model_file):
+def test_killed_command_line_resumes(tmp_path, trained_model_file):
     """SIGKILL the CLI mid-batch (no chance to clean up), then re-run it."""
     write_images(tmp_path / "raw", 12, size=192)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "napari_noise2score", "denoise", str(tmp_path / "raw"),
-           "--model", str(model_file), "-o", str(out), "--tile", "64"]
-    proc = subprocess.Popen(cmd, env=env_with_src(), stdout=subprocess.PIPE,
+           "--model", str(trained_model_file), "-o", str(out), "--tile", "64"]
+    proc = subprocess.Popen(cmd, env=headless_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -142,7 +103,7 @@ def test_killed_command_line_resumes(tmp_path, model_file):
     for p in finished:  # what has its final name is complete
         assert tifffile.imread(p).shape == (192, 192)
     leftover = list(out.glob(".*.tmp"))  # the file being written when killed, if any
-    rerun = subprocess.run(cmd, env=env_with_src(), capture_output=True, text=True)
+    rerun = subprocess.run(cmd, env=headless_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert (f"removed {len(leftover)} temporary files" in rerun.stderr) == bool(leftover)
     assert f"done {12 - len(finished)}, skipped {len(finished)}, failed 0" in rerun.stdout
@@ -162,7 +123,7 @@ def test_npe2_commands_run_headless_in_a_subprocess(tmp_path):
         "('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]\n"
         "print('QT', qt)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env=env_with_src(), cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-c", code], env=headless_env(), cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "QT []" in proc.stdout
@@ -183,7 +144,7 @@ def test_npe2_manifest_has_the_headless_commands():
 
 
 @pytest.mark.cluster
-def test_local_cluster_gives_the_local_results(tmp_path, model_file, monkeypatch):
+def test_local_cluster_gives_the_local_results(tmp_path, trained_model_file, monkeypatch):
     distributed = pytest.importorskip("distributed")
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH",
@@ -193,11 +154,11 @@ def test_local_cluster_gives_the_local_results(tmp_path, model_file, monkeypatch
     broken.write_bytes(b"not an image at all")
     # the same torch thread count on both paths: 1 thread and several sum convolutions in
     # another order (float32 rounding), so only the same count is bit-identical
-    local = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "local", threads=1)
+    local = denoise_batch([tmp_path / "raw"], trained_model_file, tmp_path / "local", threads=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        remote = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "cluster",
+        remote = denoise_batch([tmp_path / "raw"], trained_model_file, tmp_path / "cluster",
                                client=client, threads=1, distribute="files")
         workers = {r.worker for r in remote.done}
     assert (len(remote.done), len(remote.failed)) == (len(local.done), len(local.failed)) \
@@ -209,25 +170,26 @@ def test_local_cluster_gives_the_local_results(tmp_path, model_file, monkeypatch
                                       tifffile.imread(tmp_path / "local" / p.name))
 
 
-def test_usage_errors_exit_2_and_one_bad_input_keeps_its_message(tmp_path, model_file, capsys):
-    assert main(["denoise", str(tmp_path / "nothing" / "*.tif"), "--model", str(model_file),
+def test_usage_errors_exit_2_and_one_bad_input_keeps_its_message(tmp_path, trained_model_file,
+                                                                 capsys):
+    assert main(["denoise", str(tmp_path / "nothing" / "*.tif"), "--model", str(trained_model_file),
                  "-o", str(tmp_path / "out")]) == 2
     assert "no image matches" in capsys.readouterr().err
     a, b = tmp_path / "a", tmp_path / "b"
     write_images(a, 1), write_images(b, 1)
-    assert main(["denoise", str(a), str(b), "--model", str(model_file),
+    assert main(["denoise", str(a), str(b), "--model", str(trained_model_file),
                  "-o", str(tmp_path / "out")]) == 2
     assert "share a file name" in capsys.readouterr().err
-    assert main(["denoise", str(a), "--model", str(model_file), "-o", str(tmp_path / "out"),
+    assert main(["denoise", str(a), "--model", str(trained_model_file), "-o", str(tmp_path / "out"),
                  "--threads", "0"]) == 2
     assert "threads must be >= 1, not 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     with pytest.raises(Noise2ScoreError, match="distribute must be one of auto, files, tiles"):
-        denoise_batch([a], model_file, tmp_path / "out", distribute="planes")
+        denoise_batch([a], trained_model_file, tmp_path / "out", distribute="planes")
 
 
 def test_leftover_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path,
-                                                                            model_file):
+                                                                            trained_model_file):
     """A re-run removes what killed runs left: temporaries whose writer (host and pid in the
     name) is gone, or, when the name cannot say (another host, an older version), that
     nobody touched for a day. A live writer's temporary (another run sharing the folder)
@@ -264,7 +226,7 @@ def test_leftover_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp
             if kind == "old":
                 os.utime(path, (day_ago, day_ago))
         assert len(temporaries(out / "img00.tif")) == 2
-        summary = denoise_batch([tmp_path / "raw"], model_file, out)
+        summary = denoise_batch([tmp_path / "raw"], trained_model_file, out)
         assert sorted(summary.cleaned) == sorted(removed)
         assert not any(p.exists() for p in removed)
         assert all(p.exists() for p in kept)

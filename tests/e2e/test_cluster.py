@@ -12,22 +12,13 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import ROOT, SRC, headless_env, noisy_image, write_images
 from napari_noise2score import batch as batch_module
 from napari_noise2score.api import denoise_file, load_model
 from napari_noise2score.batch import denoise_batch
 from napari_noise2score.core.errors import Cancelled
-from test_batch import ROOT, SRC, TINY, env_with_src, noisy_image, write_images
 
 STACK_SHAPE = (4, 150, 140)  # TYX; with tile 64: 3 x 3 tiles per plane, 36 in all
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    from napari_noise2score import train
-
-    path = tmp_path_factory.mktemp("model") / "tiny.n2s"
-    train(noisy_image(0), **TINY).save(path)
-    return path
 
 
 def write_stack(path: Path) -> Path:
@@ -54,20 +45,20 @@ def cluster():
 
 
 @pytest.mark.cluster
-def test_one_stack_spread_over_two_workers_equals_the_local_result(tmp_path, model_file,
+def test_one_stack_spread_over_two_workers_equals_the_local_result(tmp_path, trained_model_file,
                                                                    cluster):
     """Both paths use 1 torch thread (``threads=1``): oneDNN sums convolutions in another
     order with 1 thread than with several, so only the same count is bit-identical."""
     import distributed
 
     source = write_stack(tmp_path / "stack.tif")
-    local = tifffile.imread(denoise_file(source, model_file, tmp_path / "local.tif", tile=64,
-                                         threads=1))
+    local = tifffile.imread(denoise_file(source, trained_model_file, tmp_path / "local.tif",
+                                         tile=64, threads=1))
     with distributed.Client(cluster) as client, distributed.get_task_stream(client) as stream:
-        summary = denoise_batch([source], model_file, tmp_path / "cluster.tif", client=client,
-                                threads=1, tile=64)
-        api_out = denoise_file(source, model_file, tmp_path / "api.tif", tile=64, threads=1,
-                               client=client)
+        summary = denoise_batch([source], trained_model_file, tmp_path / "cluster.tif",
+                                client=client, threads=1, tile=64)
+        api_out = denoise_file(source, trained_model_file, tmp_path / "api.tif", tile=64,
+                               threads=1, client=client)
     assert [r.status for r in summary.results] == ["done"]
     tile_tasks = [t for t in stream.data if "n2s-tile" in str(t["key"])]
     assert len(tile_tasks) == 2 * 36  # every tile of the stack was a task, twice
@@ -81,33 +72,33 @@ def test_one_stack_spread_over_two_workers_equals_the_local_result(tmp_path, mod
 
 
 @pytest.mark.cluster
-def test_command_line_with_a_scheduler_address(tmp_path, model_file, cluster):
+def test_command_line_with_a_scheduler_address(tmp_path, trained_model_file, cluster):
     """The real CLI in a subprocess, connecting to the running LocalCluster: a folder batch
     (one task per file), then one stack (one task per tile); same pixels as the local path."""
     write_images(tmp_path / "raw", 3)
     write_stack(tmp_path / "stack.tif")
     address = cluster.scheduler_address
-    common = ["--model", str(model_file), "--scheduler", address, "--threads", "1"]
+    common = ["--model", str(trained_model_file), "--scheduler", address, "--threads", "1"]
     cli = [sys.executable, "-m", "napari_noise2score", "denoise"]
     folder = subprocess.run([*cli, str(tmp_path / "raw"), "-o", str(tmp_path / "out"),
-                             *common], env=env_with_src(), capture_output=True, text=True,
+                             *common], env=headless_env(), capture_output=True, text=True,
                             timeout=180)
     assert folder.returncode == 0, folder.stderr
     assert "done 3, skipped 0, failed 0" in folder.stdout
     stack = subprocess.run([*cli, str(tmp_path / "stack.tif"), "-o",
                             str(tmp_path / "stack_out.tif"), "--tile", "64", *common],
-                           env=env_with_src(), capture_output=True, text=True, timeout=180)
+                           env=headless_env(), capture_output=True, text=True, timeout=180)
     assert stack.returncode == 0, stack.stderr
     assert "done 1, skipped 0, failed 0" in stack.stdout
 
-    local = denoise_batch([tmp_path / "raw"], model_file, tmp_path / "local", threads=1)
+    local = denoise_batch([tmp_path / "raw"], trained_model_file, tmp_path / "local", threads=1)
     assert len(local.done) == 3
     for r in local.done:
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / r.job.output.name),
                                       tifffile.imread(r.job.output))
     np.testing.assert_array_equal(
         tifffile.imread(tmp_path / "stack_out.tif"),
-        tifffile.imread(denoise_file(tmp_path / "stack.tif", model_file,
+        tifffile.imread(denoise_file(tmp_path / "stack.tif", trained_model_file,
                                      tmp_path / "stack_local.tif", tile=64, threads=1)))
 
 
@@ -138,9 +129,9 @@ class InlineClient:
         return done
 
 
-def test_tile_tasks_in_flight_stay_within_the_window(tmp_path, model_file):
+def test_tile_tasks_in_flight_stay_within_the_window(tmp_path, trained_model_file):
     source = write_stack(tmp_path / "stack.tif")
-    model = load_model(model_file)
+    model = load_model(trained_model_file)
     client = InlineClient(threads=3)
     ticks = []
     out = batch_module.denoise_file_on_cluster(
@@ -165,14 +156,14 @@ def test_tile_tasks_in_flight_stay_within_the_window(tmp_path, model_file):
     assert not any(p.name.startswith((".stopped", "stopped")) for p in tmp_path.iterdir())
 
 
-def test_slurm_recipe_renders_its_job_script_without_submitting(tmp_path, model_file):
+def test_slurm_recipe_renders_its_job_script_without_submitting(tmp_path, trained_model_file):
     pytest.importorskip("dask_jobqueue")
     write_images(tmp_path / "raw", 2)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "slurm_batch.py"), str(tmp_path / "raw"),
-         "--model", str(model_file), "-o", str(tmp_path / "out"), "--jobs", "3",
+         "--model", str(trained_model_file), "-o", str(tmp_path / "out"), "--jobs", "3",
          "--cores", "4", "--memory", "8GB", "--partition", "gpu", "--dry-run"],
-        env=env_with_src(), capture_output=True, text=True, timeout=120)
+        env=headless_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --cpus-per-task=4" in proc.stdout
     assert "#SBATCH --partition=gpu" in proc.stdout

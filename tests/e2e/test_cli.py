@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import psnr, smooth_image
+from helpers import psnr, smooth_image
 from napari_noise2score.cli import main
 from napari_noise2score.core.noise import NoiseParams, simulate
 

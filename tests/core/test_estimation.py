@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import convolve
 
-from conftest import psnr, smooth_image
+from helpers import psnr, smooth_image
 from napari_noise2score import estimate_noise, train
 from napari_noise2score.core.errors import Noise2ScoreError
 

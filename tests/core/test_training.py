@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import psnr
+from helpers import psnr, smooth_image
 from napari_noise2score import denoise, load_model, train
 from napari_noise2score.api import make_config
 from napari_noise2score.core.errors import ModelFileError, Noise2ScoreError
@@ -18,8 +18,6 @@ FAST = dict(max_seconds=None, max_steps=200, patch_size=48, batch_size=8, device
 
 @pytest.fixture(scope="module")
 def gaussian_case():
-    from conftest import smooth_image
-
     clean = np.stack([smooth_image(96, s) for s in range(3)]) * 255
     noisy = simulate(clean, NoiseParams("gaussian", sigma=30.0), seed=3).astype(np.float32)
     model = train(noisy, noise="gaussian", sigma=30.0, **FAST)
@@ -108,8 +106,6 @@ def test_progress_updates_are_typed_and_monotonic():
     ],
 )
 def test_every_noise_model_trains_and_improves(noise, kwargs, scale, gain_db):
-    from conftest import smooth_image
-
     clean = np.stack([smooth_image(96, s) for s in range(2)]) * scale
     noisy = simulate(clean, NoiseParams(noise, **kwargs), seed=5).astype(np.float32)
     model = train(noisy, noise=noise, **kwargs, **{**FAST, "max_steps": 300})
@@ -119,8 +115,6 @@ def test_every_noise_model_trains_and_improves(noise, kwargs, scale, gain_db):
 
 
 def test_uint16_and_uint8_inputs_keep_their_units():
-    from conftest import smooth_image
-
     clean = smooth_image(64) * 4000
     noisy = np.clip(simulate(clean, NoiseParams("gaussian", sigma=200.0), seed=0), 0, 65535)
     noisy16 = noisy.astype(np.uint16)

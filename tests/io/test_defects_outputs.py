@@ -20,7 +20,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import smooth_image
+from helpers import ROOT, env_with_src, smooth_image
 from napari_noise2score import cli
 from napari_noise2score.api import denoise_file, load_model
 from napari_noise2score.api import train as api_train
@@ -33,7 +33,6 @@ from napari_noise2score.core.training import choose_patch
 from napari_noise2score.io import chunked_writer, outputs
 from napari_noise2score.io.chunked_writer import check_output
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "2", "--max-seconds", "60", "--width", "8", "--depth", "2",
         "--patch-size", "32", "--batch-size", "4", "--device", "cpu"]
 SPELLINGS = ("same", "symlink", "hardlink", "dotdot", "absolute")
@@ -370,8 +369,7 @@ def test_sigterm_removes_the_temporary_output(tmp_path, model_file):
     tifffile.imwrite(src, np.random.default_rng(0).integers(0, 255, (60, 128, 128), np.uint8),
                      metadata={"axes": "ZYX"})
     out = tmp_path / "o.tif"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
-                                                       os.environ.get("PYTHONPATH", "")])}
+    env = env_with_src()
     proc = subprocess.Popen(
         [sys.executable, "-m", "napari_noise2score", "denoise", str(src), "--model",
          str(model_file), "-o", str(out), "--tile", "32", "--threads", "1"],

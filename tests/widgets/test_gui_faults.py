@@ -1,7 +1,7 @@
 """Issue 14, part 3: faults in a real viewer. Closing the viewer or a dock widget while a
 worker trains or denoises, removing the layer being denoised, pressing Train twice, a
 corrupt model file: no crash, a notification where there is something to say, the worker
-stopped and no thread left running. Outcomes are counted (``conftest.record_case``)."""
+stopped and no thread left running. Outcomes are counted (``helpers.record_case``)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import pytest
 import torch
 from qtpy.QtCore import QThreadPool
 
-from conftest import record_case
+from helpers import PLUGIN, record_case
 from napari_noise2score.core.config import TrainConfig
 from napari_noise2score.core.model import Noise2ScoreModel, build_network
 from napari_noise2score.widgets import DenoiseWidget, TrainWidget
-
-PLUGIN = "napari-noise2score"
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 import tifffile
 import torch
 
+from helpers import smooth_image
 from napari_noise2score.api import denoise, denoise_file, open_lazy
 from napari_noise2score.cli import main
 from napari_noise2score.core.config import TrainConfig
@@ -257,8 +258,6 @@ def test_training_reads_a_bounded_sample(tmp_path):
 
 
 def test_cli_train_and_run_on_a_stack(tmp_path):
-    from conftest import smooth_image
-
     clean = np.stack([smooth_image(64, s) for s in range(3)]) * 200
     stack = (clean + np.random.default_rng(0).normal(0, 20, clean.shape)).clip(0, 255)
     src = tmp_path / "s.tif"

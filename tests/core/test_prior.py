@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from conftest import psnr, smooth_image
+from helpers import ROOT, psnr, smooth_image
 from napari_noise2score import api
 from napari_noise2score.cli import main
 from napari_noise2score.core import prior as P
@@ -19,7 +19,6 @@ from napari_noise2score.core.noise import NoiseParams, simulate
 from napari_noise2score.core.training import TrainDone, TrainNote, TrainProgress, iter_training
 
 FAST = dict(max_seconds=None, patch_size=48, batch_size=8, device="cpu", tta=False)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import smooth_image
+from helpers import smooth_image
 from napari_noise2score import api, train
 from napari_noise2score.cli import main
 from napari_noise2score.core.blind import BlindResult, blind_search, score_estimate

@@ -1,5 +1,6 @@
 """The package's structure: no import cycle among its modules (imports inside functions
-and ``TYPE_CHECKING`` blocks count too), and library errors worded for every front end."""
+and ``TYPE_CHECKING`` blocks count too), and library errors worded for every front end.
+The test suite's structure: no test file imports another test file, or conftest.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import ast
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_noise2score"
+from helpers import ROOT, SRC
+
+PACKAGE = SRC / "napari_noise2score"
 NAME = PACKAGE.name
 
 
@@ -181,3 +184,51 @@ def test_axes_and_series_errors_in_parameters_for_the_api_and_flags_for_the_cli(
     assert "series=N" in str(info.value) and "--" not in str(info.value)
     assert main(["estimate", str(two)]) == 2
     assert "--series N" in _error_line(capsys)
+
+
+# ---- the test suite: shared code comes from helpers.py and conftest's fixtures ------------
+TESTS = ROOT / "tests"
+
+
+def imported_test_modules(tree: ast.AST) -> list[str]:
+    """The test modules (``test_*``) and conftest modules that ``tree`` imports, anywhere in
+    it: by name, dotted (``tests.e2e.test_batch``) or from a package of the tests (``from .
+    import test_x``, ``from tests.io import test_load``; a library's ``test_*`` function,
+    as in ``from bioimageio.core import test_model``, is no test module)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+            if node.level or names[0].split(".")[0] in ("", "tests"):
+                names += [alias.name for alias in node.names]
+        else:
+            continue
+        found += [name for name in names
+                  if any(part.startswith("test_") or part == "conftest"
+                         for part in name.split("."))]
+    return found
+
+
+def test_no_test_file_imports_another_test_file():
+    files = sorted(TESTS.rglob("*.py"))
+    assert Path(__file__).resolve() in files and len(files) > 20
+    offending = {str(f.relative_to(TESTS)): names for f in files
+                 if (names := imported_test_modules(ast.parse(f.read_text(), str(f))))}
+    assert not offending, f"import shared code from helpers.py or a fixture: {offending}"
+
+
+def test_the_test_import_check_sees_test_and_conftest_imports():
+    code = ("from test_batch import ROOT\nimport conftest\nimport tests.e2e.test_cli\n"
+            "def f():\n    from tests.io import test_load\n    from . import test_x\n"
+            "from helpers import smooth_image\nimport napari_noise2score.core.noise\n"
+            "from bioimageio.core import test_model\n")
+    assert sorted(imported_test_modules(ast.parse(code))) == [
+        "conftest", "test_batch", "test_load", "test_x", "tests.e2e.test_cli"]
+
+
+def test_test_file_basenames_are_unique():
+    """pytest imports test files without ``__init__.py`` by their basename."""
+    names = [f.name for f in TESTS.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

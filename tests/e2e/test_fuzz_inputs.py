@@ -2,7 +2,7 @@
 
 Each case ends in one clear error line and exit 2 (CLI), a Noise2ScoreError (API), or, for
 a mutated file that is still valid, a complete result; never a traceback, a hang, a
-partial file or code run from the file. Outcomes are counted (``conftest.record_case``).
+partial file or code run from the file. Outcomes are counted (``helpers.record_case``).
 N2S_FUZZ_EXAMPLES sets the cases per strategy (default 25; e.g. 500 for a long run).
 """
 
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from conftest import record_case, smooth_image, tiny_model
+from helpers import env_with_src, record_case, smooth_image, tiny_model
 from napari_noise2score.api import denoise_file, load_model, open_lazy
 from napari_noise2score.cli import main
 from napari_noise2score.core.config import TrainConfig
@@ -69,11 +69,6 @@ def time_limit(seconds: float = CASE_SECONDS) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    return tiny_model().save(tmp_path_factory.mktemp("model") / "tiny.n2s")
 
 
 def noisy_plane(size: int = 48, seed: int = 0) -> np.ndarray:
@@ -175,7 +170,7 @@ mutations = st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
 @pytest.mark.parametrize("fmt", FORMATS)
 @FUZZ
 @given(edits=mutations, cut=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)))
-def test_mutated_and_truncated_files(tmp_path, model_file, fmt, edits, cut):
+def test_mutated_and_truncated_files(tmp_path, tiny_model_file, fmt, edits, cut):
     src = write_valid(fmt, fresh(tmp_path, "in" + SUFFIX[fmt]))
     target = data_file(src)
     raw = bytearray(target.read_bytes())
@@ -185,13 +180,13 @@ def test_mutated_and_truncated_files(tmp_path, model_file, fmt, edits, cut):
     if cut is not None:
         raw = raw[: int(cut * len(raw))]
     target.write_bytes(bytes(raw))
-    check(f"mutated bytes: {fmt}", denoise_outcome(src, model_file, src.parent / "out.tif"))
+    check(f"mutated bytes: {fmt}", denoise_outcome(src, tiny_model_file, src.parent / "out.tif"))
 
 
 @pytest.mark.parametrize("fmt", ("tiff", "npy", "png", "model"))
 @FUZZ
 @given(raw=st.binary(max_size=2048), magic=st.booleans())
-def test_random_bytes(tmp_path, model_file, fmt, raw, magic):
+def test_random_bytes(tmp_path, tiny_model_file, fmt, raw, magic):
     heads = {"tiff": b"II*\x00", "npy": b"\x93NUMPY\x01\x00", "png": b"\x89PNG\r\n\x1a\n",
              "model": b"PK\x03\x04"}
     path = fresh(tmp_path, f"in.{'n2s' if fmt == 'model' else fmt}")
@@ -202,7 +197,7 @@ def test_random_bytes(tmp_path, model_file, fmt, raw, magic):
         with pytest.raises(ModelFileError):
             load_model(path, "cpu")
         return
-    check(f"random bytes: {fmt}", denoise_outcome(path, model_file, path.parent / "out.tif"))
+    check(f"random bytes: {fmt}", denoise_outcome(path, tiny_model_file, path.parent / "out.tif"))
     with pytest.raises(Noise2ScoreError):
         open_lazy(path)
 
@@ -249,7 +244,7 @@ big = st.integers(2**20, 2**32 - 1)
 @FUZZ
 @given(fmt=st.sampled_from(("tiff", "npy", "png", "zarr")), width=big, height=big,
        extra=st.integers(1, 2**20))
-def test_headers_claiming_huge_sizes(tmp_path, model_file, fmt, width, height, extra):
+def test_headers_claiming_huge_sizes(tmp_path, tiny_model_file, fmt, width, height, extra):
     src = fresh(tmp_path, "in" + SUFFIX[fmt])
     if fmt == "tiff":
         lie_tiff(src, width, height, extra)
@@ -261,7 +256,7 @@ def test_headers_claiming_huge_sizes(tmp_path, model_file, fmt, width, height, e
         lie_zarr(src, (height, width))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
-    outcome = denoise_outcome(src, model_file, src.parent / "out.tif")
+    outcome = denoise_outcome(src, tiny_model_file, src.parent / "out.tif")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss
@@ -270,7 +265,7 @@ def test_headers_claiming_huge_sizes(tmp_path, model_file, fmt, width, height, e
     check(f"huge claimed size: {fmt}", outcome)
 
 
-def test_huge_claimed_plane_is_refused_before_the_tile_grid(tmp_path, model_file,
+def test_huge_claimed_plane_is_refused_before_the_tile_grid(tmp_path, tiny_model_file,
                                                            monkeypatch):
     """Regression: a zarr claiming 2**32 x 2**32 pixels planned 10**16 dask chunks and built
     a grid of 10**13 tiles before the output size was checked (memory filled, killed)."""
@@ -282,13 +277,13 @@ def test_huge_claimed_plane_is_refused_before_the_tile_grid(tmp_path, model_file
     lie_zarr(src, (2**32 - 1, 2**32 - 1))
     monkeypatch.setattr(tiling, "tile_grid", lambda *a: pytest.fail("tile grid built"))
     with pytest.raises(Noise2ScoreError, match="chunks"):
-        denoise_file(src, model_file, tmp_path / "out.tif")
+        denoise_file(src, tiny_model_file, tmp_path / "out.tif")
     big = tmp_path / "big.zarr"
     import zarr
 
     zarr.create_array(str(big), shape=(2**21, 2**21), chunks=(2**12, 2**12), dtype="u1")
     with pytest.raises(Noise2ScoreError, match="the disk has"):
-        denoise_file(big, model_file, tmp_path / "out.tif")
+        denoise_file(big, tiny_model_file, tmp_path / "out.tif")
     assert not list(tmp_path.glob("*.tif")) and not list(tmp_path.glob(".*tmp"))
 
 
@@ -307,7 +302,7 @@ odd_shapes = st.one_of(
 @given(data=st.data(), dtype=st.sampled_from(ODD_DTYPES), shape=odd_shapes,
        fmt=st.sampled_from(("npy", "tiff")), special=st.sampled_from(("none", "nan", "inf",
                                                                       "all-nan")))
-def test_odd_dtypes_shapes_and_values(tmp_path, model_file, data, dtype, shape, fmt, special):
+def test_odd_dtypes_shapes_and_values(tmp_path, tiny_model_file, data, dtype, shape, fmt, special):
     dt = np.dtype(dtype)
     array = data.draw(hnp.arrays(dt, shape))
     if dt.kind in "fc" and array.size:
@@ -328,7 +323,7 @@ def test_odd_dtypes_shapes_and_values(tmp_path, model_file, data, dtype, shape, 
         except Exception:  # noqa: BLE001 - tifffile cannot store it: nothing to read
             record_case("odd contents", "clear error")
             return
-    check("odd contents", denoise_outcome(src, model_file, src.parent / "out.tif"))
+    check("odd contents", denoise_outcome(src, tiny_model_file, src.parent / "out.tif"))
 
 
 # ---- unicode paths -------------------------------------------------------------------------
@@ -340,12 +335,12 @@ names = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_chara
 
 @FUZZ
 @given(stem=names, folder=names, fmt=st.sampled_from(("tiff", "npy", "png")))
-def test_unicode_paths(tmp_path, model_file, stem, folder, fmt):
+def test_unicode_paths(tmp_path, tiny_model_file, stem, folder, fmt):
     base = fresh(tmp_path, folder)
     base.mkdir()
     src = write_valid(fmt, base / (stem + SUFFIX[fmt]))
     out = base / "résultats" / f"{stem}.tif"
-    outcome = denoise_outcome(src, model_file, out)
+    outcome = denoise_outcome(src, tiny_model_file, out)
     if outcome == "accepted" and not out.is_file():
         outcome = "crash: no output at the unicode name"
     check("unicode path", outcome)
@@ -355,9 +350,9 @@ def test_unicode_paths(tmp_path, model_file, stem, folder, fmt):
 
 @FUZZ
 @given(edits=mutations, cut=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)))
-def test_mutated_model_files(tmp_path, model_file, edits, cut):
+def test_mutated_model_files(tmp_path, tiny_model_file, edits, cut):
     path = fresh(tmp_path, "m.n2s")
-    raw = bytearray(model_file.read_bytes())
+    raw = bytearray(tiny_model_file.read_bytes())
     for where, junk in edits:
         at = int(where * len(raw))
         raw[at:at + len(junk)] = junk
@@ -458,7 +453,7 @@ PAYLOADS = {"torch zip": "m.n2s", "legacy torch": "m.n2s", "plain pickle": "m.n2
 
 
 @pytest.mark.parametrize("kind", sorted(PAYLOADS))
-def test_pickle_payloads_never_run(tmp_path, model_file, kind):
+def test_pickle_payloads_never_run(tmp_path, tiny_model_file, kind):
     marker = tmp_path / "MARKER"
     path = pickle_payload(kind, tmp_path / PAYLOADS[kind], marker)
     out = tmp_path / "out.tif"
@@ -468,9 +463,9 @@ def test_pickle_payloads_never_run(tmp_path, model_file, kind):
         with pytest.raises(ModelFileError):
             load_model(path, "cpu")
     else:
-        outcome = denoise_outcome(path, model_file, out)
+        outcome = denoise_outcome(path, tiny_model_file, out)
         with pytest.raises(Noise2ScoreError):
-            denoise_file(path, model_file, tmp_path / "api.tif")
+            denoise_file(path, tiny_model_file, tmp_path / "api.tif")
     if marker.exists():
         outcome = "code execution"
     check("pickle payload", outcome)
@@ -480,11 +475,11 @@ def test_pickle_payloads_never_run(tmp_path, model_file, kind):
 # ---- a few through the real command (a fresh process, its own exit status) -----------------
 
 @pytest.mark.parametrize("kind", ["truncated tiff", "random npy", "huge png", "bad model"])
-def test_bad_inputs_through_the_real_command(tmp_path, model_file, kind):
+def test_bad_inputs_through_the_real_command(tmp_path, tiny_model_file, kind):
     import subprocess
     import sys
 
-    src, model = tmp_path / "in.tif", model_file
+    src, model = tmp_path / "in.tif", tiny_model_file
     if kind == "truncated tiff":
         write_valid("tiff", src)
         src.write_bytes(src.read_bytes()[:700])
@@ -497,9 +492,8 @@ def test_bad_inputs_through_the_real_command(tmp_path, model_file, kind):
     else:
         write_valid("tiff", src)
         model = tmp_path / "bad.n2s"
-        model.write_bytes(model_file.read_bytes()[:-100])
-    root = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        model.write_bytes(tiny_model_file.read_bytes()[:-100])
+    env = env_with_src()
     try:
         proc = subprocess.run([sys.executable, "-m", "napari_noise2score", "denoise", str(src),
                                "--model", str(model), "-o", str(tmp_path / "out.tif")],

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import range_psnr
 from napari_noise2score import denoise, train
 from napari_noise2score._sample_data import clean_sample
 from napari_noise2score.core.config import TrainConfig
@@ -16,11 +17,6 @@ GAIN, READ = 2.0, 3.0
 FAST = dict(max_seconds=None, max_steps=250, device="cpu", decorrelate=1)
 # the Tweedie modes act in photon counts: the count route (the Anscombe route has one step)
 COUNTS = dict(transform="none", **FAST)
-
-
-def psnr(clean: np.ndarray, x: np.ndarray) -> float:
-    peak = float(clean.max() - clean.min())
-    return float(10 * np.log10(peak**2 / np.mean((np.asarray(x, np.float64) - clean) ** 2)))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def mixed_case():
 def test_every_mixed_mode_raises_psnr(mixed_case, mode):
     clean, noisy, model = mixed_case
     model = model.with_options(mixed_mode=mode)
-    assert psnr(clean, denoise(noisy, model)) > psnr(clean, noisy) + 3.0
+    assert range_psnr(clean, denoise(noisy, model)) > range_psnr(clean, noisy) + 3.0
 
 
 def test_default_mode_is_at_least_as_good_as_the_gaussian_path(mixed_case):
@@ -46,7 +42,8 @@ def test_default_mode_is_at_least_as_good_as_the_gaussian_path(mixed_case):
     sigma = float(np.sqrt(GAIN * clean.mean() + READ**2))
     # (from scratch, like the mixed model: the pretrained prior is another comparison)
     gaussian = train(noisy, noise="gaussian", sigma=sigma, init="scratch", **FAST)
-    assert psnr(clean, denoise(noisy, model)) >= psnr(clean, denoise(noisy, gaussian)) - 0.05
+    assert (range_psnr(clean, denoise(noisy, model))
+            >= range_psnr(clean, denoise(noisy, gaussian)) - 0.05)
 
 
 @pytest.fixture(scope="module")
@@ -74,5 +71,5 @@ def test_test_time_augmentation_is_equivariant_and_tiles_exactly(random_net):
 def test_test_time_augmentation_denoises_at_least_as_well(mixed_case):
     clean, noisy, model = mixed_case
     assert model.config.tta is None  # the default: auto, the average for small inputs
-    plain = psnr(clean, denoise_array(model.with_options(tta=False), noisy))
-    assert psnr(clean, denoise_array(model, noisy)) >= plain - 0.05
+    plain = range_psnr(clean, denoise_array(model.with_options(tta=False), noisy))
+    assert range_psnr(clean, denoise_array(model, noisy)) >= plain - 0.05

@@ -8,22 +8,12 @@ import os
 import numpy as np
 import psutil
 import tifffile
-import torch
 
-from conftest import record_case
+from helpers import record_case, tiny_model
 from napari_noise2score.api import denoise_file
 from napari_noise2score.batch import denoise_batch
-from napari_noise2score.core.config import TrainConfig
-from napari_noise2score.core.model import Noise2ScoreModel, build_network
 
 FLAT_MIB = 64.0
-
-
-def tiny_model() -> Noise2ScoreModel:
-    cfg = TrainConfig(noise="gaussian", sigma=20.0, width=4, depth=1, unshuffle=2,
-                      max_steps=1, decorrelate=1, tta=False)
-    torch.manual_seed(0)
-    return Noise2ScoreModel(cfg, build_network(cfg).eval(), scale=255.0, final_sigma_a=0.03)
 
 
 def fds() -> int:

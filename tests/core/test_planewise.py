@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, psnr, smooth_image
+from helpers import SHARED_DATA, psnr, smooth_image
 from napari_noise2score import denoise, train
 from napari_noise2score._sample_data import two_photon_like
 from napari_noise2score.core.config import TrainConfig

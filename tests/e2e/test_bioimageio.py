@@ -13,13 +13,12 @@ import tifffile
 pytest.importorskip("bioimageio.core")
 pytest.importorskip("bioimageio.spec")
 
-from conftest import smooth_image  # noqa: E402
+from helpers import NOISES, perturbed_model, smooth_image  # noqa: E402
 from napari_noise2score.api import denoise, export_bioimageio, load_model, train  # noqa: E402
 from napari_noise2score.cli import main  # noqa: E402
 from napari_noise2score.core.errors import ExportError, ModelFileError  # noqa: E402
 from napari_noise2score.core.noise import NoiseParams, simulate  # noqa: E402
 from napari_noise2score.export.bioimageio import halo_px, require_bioimageio  # noqa: E402
-from test_torchscript_export import NOISES, perturbed_model  # noqa: E402
 
 TINY = dict(width=8, depth=2, max_steps=60, max_seconds=None, patch_size=32, batch_size=4,
             device="cpu", tta=False, transform="none")  # the count route; ROUTES: the others

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from conftest import tiny_model
+from helpers import tiny_model
 from napari_noise2score.core.inference import denoise_array
 from napari_noise2score.core.layout import is_lazy, sample_windows
 from napari_noise2score.core.tiling import TiledDenoiser

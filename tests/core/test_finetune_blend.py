@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from conftest import smooth_image
+from helpers import smooth_image
 from napari_noise2score._sample_data import two_photon_like
 from napari_noise2score.core import finetune
 from napari_noise2score.core.config import TrainConfig

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import NOISES, perturbed_model
 from napari_noise2score.core.config import TrainConfig
 from napari_noise2score.core.errors import ExportError
 from napari_noise2score.core.inference import denoise_array
-from napari_noise2score.core.model import Noise2ScoreModel, build_network
-from napari_noise2score.core.noise import MIXED_MODES
 from napari_noise2score.export.torchscript import (
     AnscombeForward,
     InverseAnscombe,
@@ -21,10 +20,6 @@ from napari_noise2score.export.torchscript import (
     script_denoiser,
 )
 
-NOISES = [dict(noise="gaussian", sigma=10.0), dict(noise="gamma", shape=5.0),
-          dict(noise="poisson", gain=2.0),
-          *(dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, mixed_mode=m)
-            for m in MIXED_MODES)]
 #: The routes default training now takes: the Anscombe route for Poisson-type noise, the
 #: pretrained prior's noise-conditioned network for Gaussian noise (and both together).
 ROUTES = [dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, transform="anscombe"),
@@ -37,19 +32,6 @@ ROUTES = [dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, transform="anscomb
 def route_id(options: dict) -> str:
     return "-".join([options["noise"], *(v for k, v in options.items()
                                          if k in ("transform", "network"))])
-
-
-def perturbed_model(seed: int = 0, **options) -> Noise2ScoreModel:
-    """A tiny untrained network with random non-zero weights (so the score is not 0); on
-    the Anscombe route at the scale and sigma_a of transformed values (std 1 noise)."""
-    torch.manual_seed(seed)
-    config = TrainConfig(width=8, depth=2, unshuffle=2, offset=5.0, **options).validate()
-    net = build_network(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    scale, sigma_a = (20.0, 0.02) if config.anscombe else (200.0, 0.4)
-    return Noise2ScoreModel(config, net.eval(), scale=scale, final_sigma_a=sigma_a)
 
 
 def run(scripted: torch.jit.ScriptModule, planes: np.ndarray) -> np.ndarray:

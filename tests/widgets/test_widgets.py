@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 from napari.utils import progress
 
-from conftest import psnr
+from helpers import PLUGIN, psnr, smooth_image, tiny_model
 from napari_noise2score.widgets import DenoiseWidget, TrainWidget
 from napari_noise2score.widgets.denoise_widget import IN_PLACE, NEW_LAYER
 from napari_noise2score.widgets.train_widget import NOISE_FIELDS
-
-PLUGIN = "napari-noise2score"
 
 
 @pytest.fixture
@@ -161,8 +159,6 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, 
 
 
 def test_estimate_button_shows_parameters_before_use(viewer_with_widgets):
-    from conftest import smooth_image
-
     viewer, train_w, _ = viewer_with_widgets
     rng = np.random.default_rng(5)
     clean = np.stack([np.where(smooth_image(256, s) > 0.35, smooth_image(256, s), 0) * 400
@@ -251,7 +247,6 @@ def test_sample_with_the_defaults_denoises_well_and_never_freezes(make_napari_vi
 
 
 def test_denoise_offers_the_pretrained_prior_before_any_training(viewer_with_widgets, qtbot):
-    from conftest import smooth_image
     from napari_noise2score.core.noise import NoiseParams, simulate
 
     viewer, _, denoise_w = viewer_with_widgets
@@ -323,8 +318,6 @@ def test_layer_box_follows_the_layer_list(make_napari_viewer):
 def test_quality_box_follows_the_model_tta(viewer_with_widgets, tmp_path):
     from dataclasses import replace
 
-    from conftest import tiny_model
-
     _, train_w, denoise_w = viewer_with_widgets
     assert denoise_w.quality.value == "auto"
     for tta, shown_text in ((True, "best (8-fold average)"), (False, "fast (one pass)"),
@@ -354,7 +347,6 @@ def test_no_text_is_cut_off_at_the_default_dock_width(make_napari_viewer, qtbot)
     the model label (issue 13: the model label was cut off)."""
     from qtpy.QtWidgets import QLabel
 
-    from conftest import tiny_model
     from napari_noise2score.widgets import engine_ready
 
     viewer = make_napari_viewer(show=True)

@@ -14,7 +14,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from conftest import smooth_image
+from helpers import SRC, smooth_image
 from napari_noise2score._commands import denoise as npe2_denoise
 from napari_noise2score._commands import estimate_noise as npe2_estimate
 from napari_noise2score._commands import train as npe2_train
@@ -31,7 +31,6 @@ from napari_noise2score.core.model import Noise2ScoreModel, build_network
 from napari_noise2score.core.network import ScoreUNet
 from napari_noise2score.io.chunked_writer import write_planes
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 FAST = ["--steps", "3", "--max-seconds", "60", "--patch-size", "32", "--batch-size", "2",
         "--width", "4", "--depth", "1", "--device", "cpu"]
 

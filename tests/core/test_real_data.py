@@ -4,17 +4,12 @@ values below the offset, and images the noise estimate cannot read."""
 import numpy as np
 import pytest
 
+from helpers import range_psnr
 from napari_noise2score import denoise, train
 from napari_noise2score._sample_data import clean_sample
 from napari_noise2score.core.errors import Noise2ScoreError
 from napari_noise2score.core.estimation import estimate_noise
 from napari_noise2score.core.training import NoiseEstimated, iter_training
-
-
-def psnr(clean, x, mask):
-    peak = float(clean.max() - clean.min())
-    err = (np.asarray(x, np.float64) - clean)[mask]
-    return float(10 * np.log10(peak**2 / np.mean(err**2)))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def test_clipped_saturated_8bit_data_trains_and_denoises(camera_8bit):
     # within the 8-bit range the capture was clipped to; saturated pixels stay bright
     assert out.min() >= 0 and out.max() <= 255 and np.all(out[saturated] > 200)
     ok = ~saturated & (clean < 255)
-    assert psnr(clean, out, ok) > psnr(clean, noisy, ok) + 2.0
+    assert range_psnr(clean, out, ok) > range_psnr(clean, noisy, ok) + 2.0
     # the empty background stays dark: no lift of a fraction of a count
     background = clean < 2.5
     assert abs(float(np.mean(out[background] - clean[background]))) < 0.5

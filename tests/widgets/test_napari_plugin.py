@@ -1,10 +1,10 @@
 """The npe2 manifest validates, and its sample data opens in a real napari viewer."""
 
-from pathlib import Path
-
 import numpy as np
 
-MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_noise2score" / "napari.yaml"
+from helpers import SRC
+
+MANIFEST = SRC / "napari_noise2score" / "napari.yaml"
 
 
 def test_manifest_validates():
