@@ -174,8 +174,8 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
             "transform": cfg.transform, "mixed_mode": cfg.mixed_mode,
             "decorrelate": cfg.decorrelate, "steps": auto.steps, "train_seconds": auto_s,
             "route": describe_route(cfg)}
-    for row, noisy in zip(rows, group.noisy, strict=True):
-        own = config_for_plane(cfg, noisy)
+    plane_cfgs = [config_for_plane(cfg, noisy) for noisy in group.noisy]  # as n2s uses them
+    for row, own in zip(rows, plane_cfgs, strict=True):
         if own is not cfg:
             row["_own_noise"] = {"gain": own.gain, "sigma": own.sigma, "offset": own.offset}
     print(f"{group.kind}/{group.name}: {cfg.noise} gain {cfg.gain} sigma {cfg.sigma} "
@@ -198,9 +198,10 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
         t0 = time.perf_counter()
         model = train(group.noisy, noise="auto", init=init, seed=args.seed, **budget(args))
         score_model(model, group, time.perf_counter() - t0, f"n2s init={init}", rows, ("",))
-    for row, noisy, clean in zip(rows, group.noisy, group.clean, strict=True):
+    for row, noisy, clean, own in zip(rows, group.noisy, group.clean, plane_cfgs,
+                                      strict=True):
         t0 = time.perf_counter()
-        bm = peer_bm3d(noisy, config_for_plane(cfg, noisy))  # the plane's, as n2s uses
+        bm = peer_bm3d(noisy, own)
         row["gat+bm3d"] = {**metrics(clean, bm), "seconds": time.perf_counter() - t0}
     if args.peers_python:
         for row, path, noisy, clean in zip(rows, group.paths, group.noisy, group.clean,

@@ -173,16 +173,19 @@ def step_loss(model: Noise2ScoreModel, net: torch.nn.Module, y: torch.Tensor, u:
 
 
 def iter_finetune(stacks: Sequence[np.ndarray], config: TrainConfig, start: Noise2ScoreModel,
-                  stop: Callable[[], bool] | None, started: float) -> Iterator:
+                  stop: Callable[[], bool] | None, started: float,
+                  transformed: tuple[list, list] | None = None) -> Iterator:
     """Fine-tune ``start`` on the planes of ``stacks`` for ``config``'s budget (counted from
     ``started``); yield TrainProgress per step, a TrainNote with the criterion's verdict,
-    then TrainDone with the best network measured (its steps and seconds: this run's)."""
+    then TrainDone with the best network measured (its steps and seconds: this run's).
+    ``transformed``: the planes after the Anscombe transform with the start's parameters and
+    their (gain, read noise), when the caller has them (``planewise.transformed_planes``)."""
     device = select_device(config.device)
     model = start.to(device)
     net = copy.deepcopy(model.net).to(device)
     if model.config.anscombe:  # each plane with its parameters (planewise.py)
-        gat_planes, params, _ = planewise.transformed_planes(
-            model.config, [p for s in stacks for p in s])
+        gat_planes, params = transformed or planewise.transformed_planes(
+            model.config, [p for s in stacks for p in s])[:2]
         planes = (dither.with_dither(gat_planes, params, model.scale) if dither.ENABLED
                   else [p / np.float32(model.scale) for p in gat_planes])
     else:

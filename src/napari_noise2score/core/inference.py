@@ -23,7 +23,7 @@ from .layout import PlaneLayout
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
 from .noise import NoiseParams, tweedie
-from .planewise import WINDOW, config_for_plane
+from .planewise import central_slices, config_for_plane
 from .stack import check_axes, check_image, from_planes
 
 DEFAULT_TILE = 1024
@@ -315,10 +315,8 @@ class TiledDenoiser:
         if not (model.config.anscombe and model.config.per_plane_noise):
             return model
         if stack_index not in self._plane_models:
-            h, w = self.layout.plane_shape
-            y0, x0 = max(h - WINDOW, 0) // 2, max(w - WINDOW, 0) // 2
-            window = self.layout.read(source, stack_index, slice(y0, y0 + WINDOW),
-                                      slice(x0, x0 + WINDOW))
+            rows, cols = central_slices(*self.layout.plane_shape)
+            window = self.layout.read(source, stack_index, rows, cols)
             config = config_for_plane(model.config, np.asarray(window))
             self._plane_models[stack_index] = (
                 model if config is model.config else replace(model, config=config))

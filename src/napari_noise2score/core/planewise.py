@@ -37,11 +37,11 @@ def _variance(level: np.ndarray, config: TrainConfig) -> np.ndarray:
     return config.gain * np.maximum(level - config.offset, 0.0) + read * read
 
 
-def central_window(plane: np.ndarray, side: int = WINDOW) -> np.ndarray:
-    """The plane's central ``side`` x ``side`` window (the whole plane when smaller)."""
-    h, w = plane.shape[-2:]
-    y0, x0 = max(h - side, 0) // 2, max(w - side, 0) // 2
-    return plane[..., y0 : y0 + side, x0 : x0 + side]
+def central_slices(height: int, width: int, side: int = WINDOW) -> tuple[slice, slice]:
+    """Rows and columns of a plane's central ``side`` x ``side`` window (all of a smaller
+    plane): where its own noise is estimated."""
+    y0, x0 = max(height - side, 0) // 2, max(width - side, 0) // 2
+    return slice(y0, y0 + side), slice(x0, x0 + side)
 
 
 def variance_ratio(plane: np.ndarray, own: TrainConfig, model: TrainConfig) -> float:
@@ -59,7 +59,8 @@ def config_for_plane(config: TrainConfig, plane: np.ndarray) -> TrainConfig:
     noise was estimated (``per_plane_noise``) on the Anscombe route."""
     if not (config.anscombe and config.per_plane_noise):
         return config
-    window = central_window(np.asarray(plane))
+    plane = np.asarray(plane)
+    window = plane[(..., *central_slices(*plane.shape[-2:]))]
     try:
         estimate = estimate_noise(window)
     except Noise2ScoreError:
@@ -89,8 +90,6 @@ def transformed_planes(config: TrainConfig, planes: Sequence[np.ndarray]
 
 
 def describe(own: int, total: int) -> str:
-    """One line on the planes that took their own noise estimate (empty when none did)."""
-    if not own:
-        return ""
+    """One line on the ``own`` planes of ``total`` that took their own noise estimate."""
     return (f"{own} of {total} planes overstated by the stack's noise estimate: each "
             "transformed with its own")

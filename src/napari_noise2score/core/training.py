@@ -142,8 +142,11 @@ def _iter_training(images, config: TrainConfig, stop) -> Iterator[TrainUpdate]:
     begin = choose_start(config, scale)
     yield TrainNote(begin.reason)
     if begin.model is not None:
+        # the prior is bound to this config's parameters: its planes are the ones above
+        same = config.anscombe and begin.init == "pretrained"
+        transformed = (planes, plane_params) if same else None
         yield from iter_finetune(stacks, replace(config, init=begin.init), begin.model, stop,
-                                 start)
+                                 start, transformed)
         return
     config = replace(config, init="scratch")
     if not config.anscombe:
