@@ -63,6 +63,18 @@ class PretrainConfig:
     val_sigmas: tuple[float, ...] = (25.0, 50.0)
     arch: dict = field(default_factory=lambda: dict(P.PRIOR_ARCH))
     max_images: int | None = None  # per source, for smoke tests
+    init: str | None = None  # a prior file to start from (its steps and seconds carried on)
+    decay: tuple[int, int] | None = None  # cosine learning-rate decay between these steps
+    final_lr: float = 2.5e-5  # the learning rate at and after the decay's end
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step``: constant, then cosine-decayed over ``decay``."""
+        if self.decay is None or step <= self.decay[0]:
+            return self.learning_rate
+        start, end = self.decay
+        t = min(1.0, (step - start) / max(1, end - start))
+        span = self.learning_rate - self.final_lr
+        return self.final_lr + 0.5 * span * (1 + math.cos(math.pi * t))
 
 
 def _read(path: Path) -> np.ndarray:
@@ -152,9 +164,23 @@ class Run:
         self.ckpt = out / "checkpoint.pt"
         if self.ckpt.is_file():
             self._resume()
+        elif cfg.init:
+            self._start_from(Path(cfg.init))
+
+    def _start_from(self, path: Path) -> None:
+        prior = P.load_prior(path)
+        if prior.arch != self.cfg.arch:
+            raise SystemExit(f"{path} has the network {prior.arch}, not {self.cfg.arch}")
+        self.net.load_state_dict(prior.state_dict)
+        self.step, self.seconds = prior.history
+        self.started_from = prior.provenance
+        print(f"started from {path} at step {self.step} ({self.seconds:.0f} s)", flush=True)
+
+    started_from: dict | None = None
 
     def _resume(self) -> None:
         state = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        self.started_from = state.get("started_from")
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.seconds = state["step"], state["seconds"]
@@ -165,7 +191,8 @@ class Run:
     def save(self) -> None:
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "seconds": self.seconds, "rng": self.rng.bit_generator.state,
-                 "gen": self.gen.get_state(), "config": asdict(self.cfg)}
+                 "gen": self.gen.get_state(), "config": asdict(self.cfg),
+                 "started_from": self.started_from}
         tmp = self.ckpt.with_name("checkpoint.tmp")
         torch.save(state, tmp)
         tmp.replace(self.ckpt)
@@ -224,6 +251,8 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
         y, s = sample_batch(run, natural, w2s, w2s_std, half)
         ratio = torch.from_numpy(run.rng.uniform(lo, hi, half).astype(np.float32))
         u = torch.randn(y.shape, generator=run.gen)
+        for group in run.opt.param_groups:
+            group["lr"] = cfg.lr_at(run.step)
         loss = P.conditioned_loss(run.net, torch.cat([y, y]), torch.cat([s, s]),
                                   torch.cat([ratio, ratio]), torch.cat([u, -u]))
         run.opt.zero_grad(set_to_none=True)
@@ -255,6 +284,8 @@ def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
         "config": asdict(cfg), "validation": lines[-1] if lines else None,
         "hardware": "1 CPU core (taskset -c 0, 1 torch thread)",
     }
+    if run.started_from is not None:
+        provenance["started_from"] = run.started_from
     return P.save_prior(target, run.net.eval(), provenance)
 
 
@@ -269,10 +300,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--validate-every", type=float, default=PretrainConfig.validate_every)
     p.add_argument("--max-images", type=int, help="use only this many images per source")
     p.add_argument("--export", type=Path, help="write the checkpoint as a prior file and exit")
+    p.add_argument("--init", help="a prior file to start from (a fresh run only)")
+    p.add_argument("--decay", type=int, nargs=2, metavar=("FROM", "TO"),
+                   help="cosine learning-rate decay between these total step counts")
+    p.add_argument("--final-lr", type=float, default=PretrainConfig.final_lr)
+    p.add_argument("--arch", help="network, e.g. width=24,depth=3,unshuffle=1")
+    p.add_argument("--seed", type=int, default=PretrainConfig.seed)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    arch = dict(P.PRIOR_ARCH)
+    if args.arch:
+        arch.update({k: int(v) for k, v in (kv.split("=") for kv in args.arch.split(","))})
     cfg = PretrainConfig(data=args.data, checkpoint_every=args.checkpoint_every,
-                         validate_every=args.validate_every, max_images=args.max_images)
+                         validate_every=args.validate_every, max_images=args.max_images,
+                         init=args.init, decay=tuple(args.decay) if args.decay else None,
+                         final_lr=args.final_lr, arch=arch, seed=args.seed)
     if args.export:
         print(f"wrote {export(args.out, args.export, cfg)}")
         return
