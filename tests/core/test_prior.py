@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 from helpers import ROOT, psnr, smooth_image
@@ -193,6 +194,19 @@ def test_pretrain_script_checkpoints_resumes_and_exports(tmp_path):
     script.main([*common, "--export", str(target)])
     exported = P.load_prior(target)
     assert exported.provenance["steps"] == 7 and exported.provenance["validation"]["step"] == 7
+    # a second run starts from that prior file and decays the learning rate
+    second = tmp_path / "second"
+    script.main(["--out", str(second), "--data", str(tmp_path / "data"), "--validate-every",
+                 "0", "--init", str(target), "--decay", "7", "9", "--max-steps", "10"])
+    state = torch.load(second / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 10 and state["started_from"]["steps"] == 7
+    assert state["opt"]["param_groups"][0]["lr"] == pytest.approx(2.5e-5)
+    cfg = script.PretrainConfig(decay=(7, 9))
+    assert cfg.lr_at(7) == cfg.learning_rate and cfg.lr_at(8) == pytest.approx(
+        (cfg.learning_rate + cfg.final_lr) / 2)
+    script.main(["--out", str(second), "--data", str(tmp_path / "data"), "--export",
+                 str(tmp_path / "second.pt")])
+    assert P.load_prior(tmp_path / "second.pt").provenance["started_from"]["steps"] == 7
 
 
 def test_init_from_a_model_file(case, tmp_path):
