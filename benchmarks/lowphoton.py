@@ -12,7 +12,9 @@ Kinds of image (``--kinds``, default all three), each against its clean referenc
   exact expectation. One model per image.
 
 Methods, in one run: the noisy input; napari-noise2score ``noise="auto"`` (the default
-route, named in the output) trained for ``--seconds`` (or ``--max-steps``) per model;
+route, named in the output) trained for ``--seconds`` (or ``--max-steps``) per model, and
+the same model without the Wiener step; the shipped prior with no training (bound to the
+model group's estimated noise, as ``denoise --model pretrained``);
 with ``--routes`` also the other routes from models of their own (``none``: counts, scored
 with each mixed mode; ``anscombe``); with ``--inits`` also models started elsewhere
 (``scratch``: no pretrained prior); generalized Anscombe + BM3D with the same estimated
@@ -46,6 +48,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from napari_noise2score import denoise, train
 from napari_noise2score._sample_data import two_photon_like
+from napari_noise2score.core import prior
 from napari_noise2score.core.noise import MIXED_MODES
 from napari_noise2score.core.planewise import config_for_plane
 from napari_noise2score.core.route import describe_route
@@ -182,6 +185,11 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
           f"offset {cfg.offset:.3g} stride {cfg.decorrelate}; {info['route']}; "
           f"{auto.steps} steps", flush=True)
     score_model(auto, group, auto_s, "n2s auto", rows, ("",))
+    score_model(auto.with_options(wiener=False), group, auto_s, "n2s auto, no Wiener", rows,
+                ("",))
+    t0 = time.perf_counter()  # the shipped prior bound to the group's noise, no training
+    zero_shot, _ = prior.bind(prior.unbound_model(), group.noisy)
+    score_model(zero_shot, group, time.perf_counter() - t0, "prior zero-shot", rows, ("",))
     for route in args.routes:
         if not cfg.poisson_type:
             break

@@ -153,20 +153,22 @@ def denoise(inputs: str | list[str], model: str, output: str, sigma: float | Non
             tile: int | None = None, overlap: int | None = None, scheduler: str | None = None,
             workers: int = 1, overwrite: bool = False, device: str = "auto",
             tta: bool | None = None, mixed_mode: str | None = None, threads: int | None = None,
-            dtype: str = "float32", series: int | None = None) -> dict[str, Any]:
+            dtype: str = "float32", series: int | None = None,
+            wiener: bool | None = None) -> dict[str, Any]:
     """Denoise image files (files, folders, globs) with a model file (or "pretrained": the
     shipped prior, its noise estimated unless given) into ``output`` (a folder, or one
     .tif/.zarr for one input), as a resumable batch. ``scheduler``: a dask.distributed
-    address to spread the files (or a large file's tiles) over; ``tta`` and ``mixed_mode``
-    override the model's; ``threads`` fixes torch's thread count (reproducible results);
-    ``dtype`` "same" writes the inputs' type; ``series``: the image series of TIFFs that
-    hold several. Returns the summary as a dict: ``done`` and ``skipped`` (output paths),
-    ``failed`` ({input: error}), ``seconds``."""
+    address to spread the files (or a large file's tiles) over; ``tta``, ``wiener`` and
+    ``mixed_mode`` override the model's; ``threads`` fixes torch's thread count
+    (reproducible results); ``dtype`` "same" writes the inputs' type; ``series``: the image
+    series of TIFFs that hold several. Returns the summary as a dict: ``done`` and
+    ``skipped`` (output paths), ``failed`` ({input: error}), ``seconds``."""
     from .api import bind_to_files, load_model
     from .batch import denoise_batch, plan_jobs
 
     jobs = plan_jobs(_paths(inputs), output, protect=[model])
-    loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta)
+    loaded = load_model(model, device).with_options(mixed_mode=mixed_mode, tta=tta,
+                                                    wiener=wiener)
     loaded, _ = bind_to_files(loaded, [j.source for j in jobs], axes, series, sigma, gain,
                               shape)  # model "pretrained": the shipped prior
     summary = denoise_batch(jobs, loaded, client=scheduler, workers=workers,

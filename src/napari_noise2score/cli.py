@@ -143,6 +143,11 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
                    help="average each tile's score over its 8 flips and quarter turns; "
                    "--no-tta: one forward pass per tile, 8x faster, noisier (default: the "
                    "model's setting; auto: the average for inputs up to 3.1 Mpx)")
+    p.add_argument("--wiener", action=argparse.BooleanOptionalAction, default=None,
+                   help="after Tweedie's step, a nonlocal Wiener step where the noise is "
+                   "white Gaussian there (Gaussian noise, the Anscombe route); --no-wiener: "
+                   "skip it, faster (default: the model's setting; auto: by the size rule of "
+                   "--tta)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="data type of the results: float32 (default), or the input's own "
                    "(same: rounded and clipped to its integer range)")
@@ -302,7 +307,8 @@ def _denoise_files(model, jobs, args) -> None:
     raise BatchFailed when any file failed."""
     from .batch.run import denoise_batch
 
-    model = model.with_options(mixed_mode=getattr(args, "mixed_mode", None), tta=args.tta)
+    model = model.with_options(mixed_mode=getattr(args, "mixed_mode", None), tta=args.tta,
+                               wiener=args.wiener)
     model.noise_params(sigma=args.sigma, gain=args.gain, shape=args.shape)  # fail now
     memory = None if args.memory is None else int(args.memory * 2**20)
     single = len(jobs) == 1

@@ -42,7 +42,7 @@ def run(scripted: torch.jit.ScriptModule, planes: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("decorrelate", [1, 2])
 @pytest.mark.parametrize("noise", NOISES, ids=lambda n: n.get("mixed_mode", n["noise"]))
 def test_module_equals_plugin_denoise(noise, decorrelate):
-    model = perturbed_model(decorrelate=decorrelate, tta=False, **noise)
+    model = perturbed_model(wiener=False, decorrelate=decorrelate, tta=False, **noise)
     rng = np.random.default_rng(1)
     planes = (100 + 50 * rng.random((2, 70, 53))).astype(np.float32)  # not multiples
     expected = denoise_array(model, planes)
@@ -56,7 +56,7 @@ def test_module_equals_plugin_denoise(noise, decorrelate):
 def test_new_routes_equal_plugin_denoise(route, decorrelate):
     """Dark pixels included: below the offset the transform's square root is clipped at 0
     and the inverse clamps at D_MIN and at zero counts, as in the plugin."""
-    model = perturbed_model(decorrelate=decorrelate, tta=False, **route)
+    model = perturbed_model(wiener=False, decorrelate=decorrelate, tta=False, **route)
     rng = np.random.default_rng(4)
     planes = (150 * rng.random((2, 70, 53)) ** 2).astype(np.float32)
     planes[:, :6, :8] = 0.0
@@ -83,7 +83,8 @@ def test_anscombe_pieces_equal_the_plugin_transform_and_inverse():
 
 
 def test_conditioned_network_is_queried_at_the_models_noise_level():
-    model = perturbed_model(noise="gaussian", sigma=10.0, network="conditioned", tta=False)
+    model = perturbed_model(wiener=False, noise="gaussian", sigma=10.0, network="conditioned",
+                            tta=False)
     tau = float(model.net.tau)
     assert denoiser_spec(model)["tau"] == tau and tau == pytest.approx(
         np.hypot(10.0 / 200.0, 0.4))
@@ -95,7 +96,8 @@ def test_conditioned_network_is_queried_at_the_models_noise_level():
 
 
 def test_per_item_noise_levels_are_refused_in_one_line():
-    model = perturbed_model(noise="gaussian", sigma=10.0, network="conditioned", tta=False)
+    model = perturbed_model(wiener=False, noise="gaussian", sigma=10.0, network="conditioned",
+                            tta=False)
     model.net.set_tau(torch.tensor([0.1, 0.2]))
     with pytest.raises(ExportError, match="one noise level for all planes") as err:
         script_denoiser(model)
@@ -103,7 +105,7 @@ def test_per_item_noise_levels_are_refused_in_one_line():
 
 
 def test_module_with_tta_equals_plugin_tta():
-    model = perturbed_model(noise="poisson-gaussian", gain=2.0, sigma=3.0, tta=True)
+    model = perturbed_model(wiener=False, noise="poisson-gaussian", gain=2.0, sigma=3.0, tta=True)
     plane = (80 + 40 * np.random.default_rng(2).random((1, 40, 48))).astype(np.float32)
     expected = denoise_array(model, plane)
     one_pass = denoise_array(model.with_options(tta=False), plane)
@@ -115,7 +117,7 @@ def test_module_with_tta_equals_plugin_tta():
 def test_small_planes_follow_the_plugin():
     """Below the network's multiple the padding replicates, and the local-mean filter's
     reflection wraps several times: both as the plugin does."""
-    model = perturbed_model(noise="gaussian", sigma=10.0, tta=False)
+    model = perturbed_model(wiener=False, noise="gaussian", sigma=10.0, tta=False)
     plane = (100 + 50 * np.random.default_rng(3).random((1, 5, 9))).astype(np.float32)
     np.testing.assert_allclose(run(script_denoiser(model), plane),
                                denoise_array(model, plane), rtol=1e-5, atol=1e-4)
@@ -136,7 +138,7 @@ def test_unknown_option_with_a_non_default_value_is_refused_in_one_line():
 
 
 def test_conditioned_anscombe_module_with_tta_equals_plugin_tta():
-    model = perturbed_model(noise="poisson-gaussian", gain=2.0, sigma=3.0, tta=True,
+    model = perturbed_model(wiener=False, noise="poisson-gaussian", gain=2.0, sigma=3.0, tta=True,
                             transform="anscombe", network="conditioned")
     plane = (150 * np.random.default_rng(7).random((1, 40, 48))).astype(np.float32)
     np.testing.assert_allclose(run(script_denoiser(model, tta=True), plane),
@@ -157,7 +159,7 @@ def test_the_bound_pretrained_prior_exports_and_the_unbound_one_is_refused():
     plane = (60 + 100 * rng.random((1, 48, 40)) + 15 * rng.standard_normal((1, 48, 40)))
     plane = plane.astype(np.float32)
     model, _ = prior.bind(prior.unbound_model(), list(plane), sigma=15.0)
-    model = model.with_options(tta=False)
+    model = model.with_options(tta=False, wiener=False)
     np.testing.assert_allclose(run(script_denoiser(model), plane), denoise_array(model, plane),
                                rtol=1e-5, atol=1e-4)
     with pytest.raises(ExportError, match="only a trained model"):

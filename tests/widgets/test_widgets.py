@@ -320,8 +320,8 @@ def test_quality_box_follows_the_model_tta(viewer_with_widgets, tmp_path):
 
     _, train_w, denoise_w = viewer_with_widgets
     assert denoise_w.quality.value == "auto"
-    for tta, shown_text in ((True, "best (8-fold average)"), (False, "fast (one pass)"),
-                            (None, "auto")):
+    for tta, shown_text in ((True, "best (8-fold average, Wiener step)"),
+                            (False, "fast (one pass)"), (None, "auto")):
         model = tiny_model()
         model = replace(model, config=replace(model.config, tta=tta))
         denoise_w.load_model(model.save(tmp_path / f"m{tta}.n2s"))

@@ -37,8 +37,10 @@ class TrainConfig:
     lie in ``LIMITS``. ``decorrelate``: the pixel stride of the sub-images the score is
     learned and applied on (2 when neighbouring noise pixels correlate; ``None``: from the
     measured correlation). ``mixed_mode`` and ``tta`` (the 8-fold flip-and-turn average;
-    ``None``: only up to ``inference.TTA_AUTO_PIXELS``) act at denoising and can be changed
-    on a trained model (``Noise2ScoreModel.with_options``). ``init``: ``pretrained`` (the
+    ``None``: only up to ``inference.TTA_AUTO_PIXELS``) and ``wiener`` (the nonlocal Wiener
+    step after Tweedie's where the noise there is white Gaussian, ``wiener.py``; ``None``: by
+    the same size rule) act at denoising and can be changed on a trained model
+    (``Noise2ScoreModel.with_options``). ``init``: ``pretrained`` (the
     shipped prior, ``prior.py``), ``scratch``, a model file, or ``auto`` (the prior when the
     noise is in its range). ``network``: ``plain``, or ``conditioned`` (the prior's network,
     kept by its fine-tuned models). ``transform`` (``TRANSFORMS``): where Poisson-type noise
@@ -55,6 +57,7 @@ class TrainConfig:
     mixed_mode: str = "gaussian-then-poisson"
     transform: str | None = None
     tta: bool | None = None
+    wiener: bool | None = None
     axes: str | None = None
     max_seconds: float | None = 120.0
     max_steps: int | None = None
@@ -178,11 +181,12 @@ class TrainConfig:
         return cls(**values)
 
 
-#: Fields no front end sets for training (tuned internals, and ``tta``, a denoising
-#: option), and why: the CLI's and the npe2 command's training options are the others (the
-#: Train widget hides these and a few more, ``widgets.train_widget.NOT_SHOWN``).
+#: Fields no front end sets for training (tuned internals, and ``tta`` and ``wiener``,
+#: denoising options), and why: the CLI's and the npe2 command's training options are the
+#: others (the Train widget hides these and a few more, ``widgets.train_widget.NOT_SHOWN``).
 NOT_EXPOSED = {
     "tta": "a denoising option, set where denoising is",
+    "wiener": "a denoising option, set where denoising is",
     "antithetic": "a variance-reduction detail of the loss; always on",
     "unshuffle": "sized for the device (TrainConfig.resolved)",
     "sigma_a_max": "the annealing schedule follows the noise level (TrainConfig.resolved)",

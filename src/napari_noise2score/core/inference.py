@@ -22,9 +22,11 @@ from .errors import Cancelled, Noise2ScoreError
 from .layout import PlaneLayout
 from .model import Noise2ScoreModel
 from .network import ScoreUNet
-from .noise import NoiseParams, tweedie
+from .noise import GAUSSIAN, NoiseParams, noise_model, tweedie
 from .planewise import central_slices, config_for_plane
 from .stack import check_axes, check_image, from_planes
+from .wiener import REACH as WIENER_REACH
+from .wiener import refine
 
 DEFAULT_TILE = 1024
 #: Std, in pixels, of the Gaussian over which the denoised image keeps the data's mean.
@@ -88,6 +90,18 @@ def resolve_tta(tta: bool | None, n_pixels: int) -> bool:
     """Whether to average over the 8 flips and turns: ``tta`` when given, else (auto) only
     for inputs of at most ``TTA_AUTO_PIXELS``."""
     return bool(tta) if tta is not None else n_pixels <= TTA_AUTO_PIXELS
+
+
+def wiener_applies(model: Noise2ScoreModel, scaled: NoiseParams) -> bool:
+    """Whether the Wiener step can follow Tweedie's for ``model``: the noise there is white
+    Gaussian of a known std (Gaussian noise, or the Anscombe route; not decorrelated)."""
+    return noise_model(scaled.model) is GAUSSIAN and (model.config.decorrelate or 1) == 1
+
+
+def resolve_wiener(wiener: bool | None, n_pixels: int) -> bool:
+    """Whether to take the Wiener step: ``wiener`` when given, else (auto) by the size rule
+    of the 8-fold average (both are the "quality" of denoising)."""
+    return bool(wiener) if wiener is not None else n_pixels <= TTA_AUTO_PIXELS
 
 
 def describe_tta(tta: bool | None, n_pixels: int | None = None) -> str:
@@ -165,15 +179,24 @@ def haloed(window: tuple[int, int, int, int], overlap: int,
     return max(y0 - overlap, 0), min(y1 + overlap, h), max(x0 - overlap, 0), min(x1 + overlap, w)
 
 
-def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParams) -> np.ndarray:
-    """Denoise one 2D plane (input units in, float32 input units out) in one forward pass,
-    with the model's mixed-noise mode and TTA setting. Every step after the network is
-    pointwise, so a region denoised and cropped gives the whole plane's pixels as long as
-    the network's output agrees."""
+def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParams,
+                  origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Denoise one 2D plane, or a region of one starting at ``origin`` (input units in,
+    float32 input units out), with the model's mixed-noise mode, TTA and Wiener settings.
+    The steps after the network are pointwise, but for the Wiener step (``wiener.py``),
+    whose reach is ``wiener.REACH`` and whose blocks sit on the plane's grid: a region
+    denoised and cropped gives the whole plane's pixels as long as the network's output
+    agrees."""
     plane = np.asarray(plane)
     y = model.to_scaled(plane)
     score = model.score(y, network_on(model.net, y, model.config.tta))
-    x = model.from_scaled(tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode))
+    x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
+    if model.config.wiener and wiener_applies(model, scaled):
+        with torch.inference_mode():
+            x = refine(torch.from_numpy(np.ascontiguousarray(y, np.float32)),
+                       torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+                       float(scaled.sigma), origin).numpy()
+    x = model.from_scaled(x)
     # in input units: after the Anscombe route's non-linear inverse too (docs/algorithm.md)
     out = preserve_local_mean(plane.astype(np.float32), x)
     return clip_to_range(plane, out)
@@ -276,14 +299,19 @@ class TiledDenoiser:
         m = net.multiple
         #: whether tiles are averaged over the 8 flips and turns (auto: by the input's size)
         self.tta = resolve_tta(model.config.tta, math.prod(shape))
-        self.model = model.with_options(tta=self.tta)
         self.layout = PlaneLayout(tuple(shape), check_axes(axes, len(shape)))
         params = (noise or model.noise_params()).validate()  # the model's, or ``noise``
         if params.model != model.config.noise:
             model.noise_params(noise=params.model)  # raises the mismatch error
         self.scaled = model.tweedie_noise(params)  # in scaled intensities
-        if overlap is None:  # the network's field, and the local mean's reach beyond it
+        #: whether the Wiener step follows Tweedie's (auto: by size, where it applies)
+        self.wiener = (resolve_wiener(model.config.wiener, math.prod(shape))
+                       and wiener_applies(model, self.scaled))
+        self.model = model.with_options(tta=self.tta, wiener=self.wiener)
+        if overlap is None:  # the network's field, the Wiener step's and local mean's reach
             overlap = default_overlap(net) + _round_up(MEAN_REACH, m)
+            if self.wiener:
+                overlap += _round_up(WIENER_REACH, m)
         if overlap < 0 or (tile is not None and tile < 1):
             raise Noise2ScoreError("tile must be >= 1 and overlap >= 0")
         if memory is not None and not memory > 0:
@@ -328,7 +356,8 @@ class TiledDenoiser:
         ya, yb, xa, xb = haloed(window, self.overlap, self.layout.plane_shape)
         region = self.layout.read(source, stack_index, slice(ya, yb), slice(xa, xb))
         check_image(region, name="input")
-        out = denoise_plane(self.model_for(source, stack_index), region, self.scaled)
+        out = denoise_plane(self.model_for(source, stack_index), region, self.scaled,
+                            (ya, xa))
         return out[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
 
     def iter_planes(self, source, progress: ProgressFn | None = None,

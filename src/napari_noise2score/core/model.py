@@ -147,9 +147,12 @@ class Noise2ScoreModel:
         r = score_from_residual(residual, y_scaled, noise_w, domain, self.final_sigma_a)
         return r / np.float32(domain)
 
-    def with_options(self, mixed_mode: str | None = None, tta: bool | None = None):
-        """The same trained network, denoising with another mixed-noise mode or TTA setting."""
-        changes = {k: v for k, v in (("mixed_mode", mixed_mode), ("tta", tta)) if v is not None}
+    def with_options(self, mixed_mode: str | None = None, tta: bool | None = None,
+                     wiener: bool | None = None):
+        """The same trained network, denoising with another mixed-noise mode, TTA or Wiener
+        setting."""
+        changes = {k: v for k, v in (("mixed_mode", mixed_mode), ("tta", tta),
+                                     ("wiener", wiener)) if v is not None}
         config = replace(self.config, **changes)
         return replace(self, config=config)
 

@@ -16,8 +16,10 @@ from ..core.prior import is_unbound, rebind
 from ._common import DockPanel, buttons, is_lazy, layer_array, preload_engine, wrapping
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
-#: Choices of the "quality" field and the model's tta setting they give (None: by size).
-QUALITY = {"auto": None, "best (8-fold average)": True, "fast (one pass)": False}
+#: Choices of the "quality" field and the model's tta and wiener settings they give (None:
+#: by size; the Wiener step only where the noise allows it, ``inference.wiener_applies``).
+QUALITY = {"auto": None, "best (8-fold average, Wiener step)": True,
+           "fast (one pass)": False}
 DECIMALS = {"sigma": 4, "gain": 4, "shape": 2}
 PRIOR_TEXT = ("none trained: the pretrained prior, instant (Gaussian noise; sigma 0 = "
               "estimate it from the layer); train for a better one")
@@ -255,12 +257,14 @@ def denoise_planes(model: Any, data: np.ndarray, axes: str | None, noise: Any, t
                    stop: Any) -> Iterator[int]:
     """Denoise ``data`` plane by plane (TTA resolved for the whole layer), yielding the planes
     done, polling ``stop`` between them; returns the result (float32, same layout)."""
-    from ..core.inference import denoise_array, resolve_tta
+    from ..core.inference import denoise_array, resolve_tta, resolve_wiener
     from ..core.stack import check_image, from_planes, to_planes
 
     check_image(data)
     planes, axes = to_planes(data, axes)
-    model = _with_tta(model, resolve_tta(model.config.tta, planes.size))
+    model = replace(model, config=replace(
+        model.config, tta=resolve_tta(model.config.tta, planes.size),
+        wiener=resolve_wiener(model.config.wiener, planes.size)))
     out = np.empty(planes.shape, dtype=np.float32)
     for i, plane in enumerate(planes):
         if stop():
@@ -271,5 +275,6 @@ def denoise_planes(model: Any, data: np.ndarray, axes: str | None, noise: Any, t
 
 
 def _with_tta(model: Any, tta: bool | None) -> Any:
-    """The model denoising with the quality field's setting (None: auto, by size)."""
-    return replace(model, config=replace(model.config, tta=tta))
+    """The model denoising with the quality field's setting (None: auto, by size): the
+    8-fold average and the Wiener step together."""
+    return replace(model, config=replace(model.config, tta=tta, wiener=tta))
