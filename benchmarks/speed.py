@@ -3,8 +3,9 @@
 Writes one 2048 x 2048 uint16 plane (Poisson-Gaussian noise) to FOLDER, makes a model with
 the default CPU network (its weights do not change the time), then denoises the plane with
 ``api.denoise_file`` (what ``napari-noise2score denoise BIG.tif --model M -o OUT`` runs):
-the default (auto), the 8-fold average (``--tta``) and one pass (``--no-tta``), each
-``--repeats`` times after a warm-up. Prints JSON (seconds, megapixels per second).
+the default (auto), the 8-fold average (``--tta``), one pass (``--no-tta``), the Wiener
+step after Tweedie's (``--wiener``) and both, each ``--repeats`` times after a warm-up.
+Prints JSON (seconds, megapixels per second).
 
     python benchmarks/speed.py /tmp/n2s-speed --out benchmarks/results/speed.json
 """
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-SETTINGS = {"auto (default)": None, "8-fold average (--tta)": True, "one pass (--no-tta)": False}
+#: name: (tta, wiener) as the CLI's flags set them (None: auto, by the input's size)
+SETTINGS = {"auto (default)": (None, None), "8-fold average (--tta)": (True, None),
+            "one pass (--no-tta)": (False, None), "Wiener step (--wiener)": (None, True),
+            "both (--tta --wiener)": (True, True)}
 
 
 def make_plane(path: Path, size: int) -> None:
@@ -66,7 +70,8 @@ def main() -> int:
     pixels = args.size * args.size
     rows = []
     for name in args.settings:
-        m = model.with_options(tta=SETTINGS[name])
+        tta, wiener = SETTINGS[name]
+        m = model.with_options(tta=tta, wiener=wiener)
         out = args.folder / "out.tif"
         times = []
         for i in range(args.repeats + 1):  # the first run warms up
@@ -76,7 +81,7 @@ def main() -> int:
             if i:
                 times.append(time.perf_counter() - t0)
         best, median = min(times), float(np.median(times))
-        rows.append({"setting": name, "used": describe_tta(SETTINGS[name], pixels),
+        rows.append({"setting": name, "used": describe_tta(tta, pixels), "wiener": wiener,
                      "seconds_min": best, "seconds_median": median,
                      "mpix_per_s_median": pixels / median / 1e6})
         print(f"{name}: {median:.2f} s median, {pixels / median / 1e6:.2f} Mpx/s", flush=True)

@@ -192,14 +192,20 @@ def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParam
     score = model.score(y, network_on(model.net, y, model.config.tta))
     x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
     if model.config.wiener and wiener_applies(model, scaled):
-        with torch.inference_mode():
-            x = refine(torch.from_numpy(np.ascontiguousarray(y, np.float32)),
-                       torch.from_numpy(np.ascontiguousarray(x, np.float32)),
-                       float(scaled.sigma), origin).numpy()
+        x = _wiener_step(y, x, float(scaled.sigma), origin)
     x = model.from_scaled(x)
     # in input units: after the Anscombe route's non-linear inverse too (docs/algorithm.md)
     out = preserve_local_mean(plane.astype(np.float32), x)
     return clip_to_range(plane, out)
+
+
+def _wiener_step(y: np.ndarray, x: np.ndarray, sigma: float,
+                 origin: tuple[int, int]) -> np.ndarray:
+    """The Wiener step on the scaled ``y`` with the pilot ``x`` (numpy in and out)."""
+    with torch.inference_mode():
+        return refine(torch.from_numpy(np.ascontiguousarray(y, np.float32)),
+                      torch.from_numpy(np.ascontiguousarray(x, np.float32)), sigma,
+                      origin).numpy()
 
 
 def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -67,9 +67,9 @@ def _distances(pilot: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, radius: 
     return out
 
 
-def refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, origin: tuple[int, int] = (0, 0),
-           block: int = BLOCK, step: int = STEP, radius: int = RADIUS,
-           group: int = GROUP) -> torch.Tensor:
+def refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float,
+           origin: tuple[int, int] = (0, 0), block: int = BLOCK, step: int = STEP,
+           radius: int = RADIUS, group: int = GROUP) -> torch.Tensor:
     """The Wiener estimate of the 2D ``noisy`` image (white Gaussian noise of std ``sigma``,
     same units) from the ``pilot`` estimate; planes smaller than a block come back as the
     pilot."""

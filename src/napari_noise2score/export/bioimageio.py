@@ -162,7 +162,9 @@ def _readme(model: Noise2ScoreModel, name: str, description: str, data_text: str
         + (" (the transform and its inverse in float64, as the plugin computes them)"
            if cfg.anscombe else "") + ": " + steps
         + ("Each input is averaged over its 8 flips and quarter turns (test-time "
-           "augmentation)." if tta else "One pass per input, no test-time augmentation."),
+           "augmentation)." if tta else "One pass per input, no test-time augmentation.")
+        + " The plugin's nonlocal Wiener step after Tweedie's is not part of the module "
+        "(it equals `denoise(..., wiener=False)`).",
         "", f"Tiling: a consumer that cuts large images into tiles should give each tile a "
         f"halo of at least {halo_px(model)} pixels (the network's receptive field plus the "
         "local-mean filter's reach) to get the whole-image result.",

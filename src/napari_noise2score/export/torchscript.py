@@ -42,6 +42,7 @@ HANDLED_FIELDS = frozenset({
     "unshuffle", "decorrelate", "max_seconds", "max_steps", "patch_size", "batch_size",
     "learning_rate", "antithetic", "sigma_a_max", "sigma_a_min", "seed", "device",
     "init",  # where training started: the trained network is what is exported
+    "wiener",  # not exported: the module is the model's denoising without the Wiener step
     "transform",  # "none": Affine pieces; "anscombe": AnscombeForward / InverseAnscombe
     "network",  # "plain": ScriptUNet; "conditioned": ScriptUNet with the noise channel
 })
