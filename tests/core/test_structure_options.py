@@ -40,7 +40,8 @@ def test_every_field_is_exposed_or_listed_as_not():
 @pytest.mark.parametrize("command", ["train", "run"])
 def test_cli_training_options_are_the_configs(command):
     options = set(_options(command))
-    assert options & FIELDS == set(TRAIN_OPTIONS) | ({"tta"} if command == "run" else set())
+    denoising = {"tta", "wiener"} if command == "run" else set()  # run denoises too
+    assert options & FIELDS == set(TRAIN_OPTIONS) | denoising
     if command == "train":
         assert options - FIELDS == TRAIN_EXTRA
 

@@ -99,9 +99,11 @@ def wiener_applies(model: Noise2ScoreModel, scaled: NoiseParams) -> bool:
 
 
 def resolve_wiener(wiener: bool | None, n_pixels: int) -> bool:
-    """Whether to take the Wiener step: ``wiener`` when given, else (auto) by the size rule
-    of the 8-fold average (both are the "quality" of denoising)."""
-    return bool(wiener) if wiener is not None else n_pixels <= TTA_AUTO_PIXELS
+    """Whether to take the Wiener step: ``wiener`` when given; auto (None) does not take it
+    yet (opt-in until its tiling and event-loop checks pass, docs/algorithm.md Decision 7).
+    ``n_pixels`` is for the size rule it will share with the 8-fold average."""
+    del n_pixels
+    return bool(wiener)
 
 
 def describe_tta(tta: bool | None, n_pixels: int | None = None) -> str:

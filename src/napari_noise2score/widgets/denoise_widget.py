@@ -17,7 +17,7 @@ from ._common import DockPanel, buttons, is_lazy, layer_array, preload_engine, w
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
 #: Choices of the "quality" field and the model's tta and wiener settings they give (None:
-#: by size; the Wiener step only where the noise allows it, ``inference.wiener_applies``).
+#: auto; the Wiener step only where the noise allows it, ``inference.wiener_applies``).
 QUALITY = {"auto": None, "best (8-fold average, Wiener step)": True,
            "fast (one pass)": False}
 DECIMALS = {"sigma": 4, "gain": 4, "shape": 2}
