@@ -98,11 +98,9 @@ def wiener_applies(model: Noise2ScoreModel, scaled: NoiseParams) -> bool:
     return noise_model(scaled.model) is GAUSSIAN and (model.config.decorrelate or 1) == 1
 
 
-def resolve_wiener(wiener: bool | None, n_pixels: int) -> bool:
+def resolve_wiener(wiener: bool | None) -> bool:
     """Whether to take the Wiener step: ``wiener`` when given; auto (None) does not take it
-    yet (opt-in until its tiling and event-loop checks pass, docs/algorithm.md Decision 7).
-    ``n_pixels`` is for the size rule it will share with the 8-fold average."""
-    del n_pixels
+    yet (opt-in until its tiling check passes, docs/algorithm.md Decision 7)."""
     return bool(wiener)
 
 
@@ -312,8 +310,8 @@ class TiledDenoiser:
         if params.model != model.config.noise:
             model.noise_params(noise=params.model)  # raises the mismatch error
         self.scaled = model.tweedie_noise(params)  # in scaled intensities
-        #: whether the Wiener step follows Tweedie's (auto: by size, where it applies)
-        self.wiener = (resolve_wiener(model.config.wiener, math.prod(shape))
+        #: whether the Wiener step follows Tweedie's (when asked for, where it applies)
+        self.wiener = (resolve_wiener(model.config.wiener)
                        and wiener_applies(model, self.scaled))
         self.model = model.with_options(tta=self.tta, wiener=self.wiener)
         if overlap is None:  # the network's field, the Wiener step's and local mean's reach

@@ -54,10 +54,11 @@ def _distances(pilot: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, radius: 
     rows = ys[:, None] + torch.arange(block, device=pilot.device)  # (ny, block)
     out = torch.empty((ys.numel() * xs.numel(), side * side), dtype=pilot.dtype,
                       device=pilot.device)
+    reference = pilot[rows]  # (ny, block, w), the same for every offset
     for k in range(side * side):
         dy, dx = k // side - radius, k % side - radius
         shifted = torch.roll(pilot, shifts=(-dy, -dx), dims=(0, 1))
-        band = ((pilot[rows] - shifted[rows]) ** 2).sum(dim=1)  # (ny, w): block-high sums
+        band = ((reference - shifted[rows]) ** 2).sum(dim=1)  # (ny, w): block-high sums
         run = F.pad(band.cumsum(dim=1), (1, 0))
         box = (run[:, xs + block] - run[:, xs]) / (block * block)  # (ny, nx)
         oky = (ys + dy >= 0) & (ys + dy <= h - block)

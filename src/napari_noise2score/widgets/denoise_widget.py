@@ -264,7 +264,7 @@ def denoise_planes(model: Any, data: np.ndarray, axes: str | None, noise: Any, t
     planes, axes = to_planes(data, axes)
     model = replace(model, config=replace(
         model.config, tta=resolve_tta(model.config.tta, planes.size),
-        wiener=resolve_wiener(model.config.wiener, planes.size)))
+        wiener=resolve_wiener(model.config.wiener)))
     out = np.empty(planes.shape, dtype=np.float32)
     for i, plane in enumerate(planes):
         if stop():
