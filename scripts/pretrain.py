@@ -310,7 +310,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     arch = dict(P.PRIOR_ARCH)
     if args.arch:
-        arch.update({k: int(v) for k, v in (kv.split("=") for kv in args.arch.split(","))})
+        try:
+            sizes = {k: int(v) for k, v in (kv.split("=") for kv in args.arch.split(","))}
+        except ValueError:
+            p.error(f"--arch {args.arch!r}: give name=integer pairs, e.g. width=24,unshuffle=1")
+        if set(sizes) - set(arch):
+            p.error(f"--arch: unknown {', '.join(sorted(set(sizes) - set(arch)))}; "
+                    f"known: {', '.join(arch)}")
+        arch.update(sizes)
     cfg = PretrainConfig(data=args.data, checkpoint_every=args.checkpoint_every,
                          validate_every=args.validate_every, max_images=args.max_images,
                          init=args.init, decay=tuple(args.decay) if args.decay else None,
