@@ -14,6 +14,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from ..core.errors import Noise2ScoreError
 from ..core.stack import infer_axes
+from ._heap import hold_heap_still
 from ._session import store_for
 
 
@@ -58,6 +59,7 @@ class DockPanel(Container):
             getattr(worker, signal).connect(guarded(handler))
         worker.errored.connect(guarded(self._error))
         worker.finished.connect(guarded(self._on_finished))
+        worker.finished.connect(hold_heap_still())  # released even when the widget is gone
         self._set_running(True)
         worker.start()
 
