@@ -146,7 +146,8 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wiener", action=argparse.BooleanOptionalAction, default=None,
                    help="after Tweedie's step, a nonlocal Wiener step where the noise is "
                    "white Gaussian there (Gaussian noise, the Anscombe route); --no-wiener: "
-                   "skip it, faster (default: the model's setting; auto: not taken yet)")
+                   "skip it, faster (default: the model's setting; auto: by the size rule of "
+                   "--tta)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="data type of the results: float32 (default), or the input's own "
                    "(same: rounded and clipped to its integer range)")

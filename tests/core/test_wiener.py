@@ -53,7 +53,7 @@ def test_the_step_changes_gaussian_domain_results_and_tiles_exactly(route):
     on = denoise_array(model.with_options(wiener=True), plane)
     off = denoise_array(model.with_options(wiener=False), plane)
     assert np.abs(on - off).max() > 0.1  # the step does something here
-    assert np.array_equal(denoise_array(model, plane), off)  # auto: opt-in for now
+    assert np.array_equal(denoise_array(model, plane), on)  # auto: on for a small plane
     tiled = denoise_array(model.with_options(wiener=True), plane, tile=48)
     np.testing.assert_allclose(tiled, on, rtol=1e-5, atol=1e-3)
 
@@ -71,14 +71,14 @@ def test_the_step_is_skipped_where_the_noise_is_not_white_gaussian(route):
                                   denoise_array(model.with_options(wiener=False), plane))
 
 
-def test_the_setting_is_saved_with_the_model_and_auto_skips_it(tmp_path):
+def test_the_setting_is_saved_with_the_model_and_large_inputs_skip_it_by_default(tmp_path):
     from napari_noise2score.core.inference import TTA_AUTO_PIXELS
     from napari_noise2score.core.model import Noise2ScoreModel
 
     model = perturbed_model(tta=False, noise="gaussian", sigma=10.0)
     again = Noise2ScoreModel.load(model.with_options(wiener=False).save(tmp_path / "m.n2s"))
     assert again.config.wiener is False
-    side = int(TTA_AUTO_PIXELS**0.5) + 16
-    assert TiledDenoiser(model, (side, side)).wiener is False  # auto: opt-in for now
-    assert TiledDenoiser(model, (64, 64)).wiener is False
+    side = int(TTA_AUTO_PIXELS**0.5) + 16  # auto: the size rule of the 8-fold average
+    assert TiledDenoiser(model, (side, side)).wiener is False
+    assert TiledDenoiser(model, (64, 64)).wiener is True
     assert TiledDenoiser(model.with_options(wiener=True), (side, side)).wiener is True

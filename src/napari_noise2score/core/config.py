@@ -38,8 +38,8 @@ class TrainConfig:
     learned and applied on (2 when neighbouring noise pixels correlate; ``None``: from the
     measured correlation). ``mixed_mode`` and ``tta`` (the 8-fold flip-and-turn average;
     ``None``: only up to ``inference.TTA_AUTO_PIXELS``) and ``wiener`` (the nonlocal Wiener
-    step after Tweedie's where the noise there is white Gaussian, ``wiener.py``; ``None``: not
-    taken yet, opt-in) act at denoising and can be changed on a trained model
+    step after Tweedie's where the noise there is white Gaussian, ``wiener.py``; ``None``: by
+    the same size rule) act at denoising and can be changed on a trained model
     (``Noise2ScoreModel.with_options``). ``init``: ``pretrained`` (the
     shipped prior, ``prior.py``), ``scratch``, a model file, or ``auto`` (the prior when the
     noise is in its range). ``network``: ``plain``, or ``conditioned`` (the prior's network,

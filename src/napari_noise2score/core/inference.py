@@ -98,10 +98,10 @@ def wiener_applies(model: Noise2ScoreModel, scaled: NoiseParams) -> bool:
     return noise_model(scaled.model) is GAUSSIAN and (model.config.decorrelate or 1) == 1
 
 
-def resolve_wiener(wiener: bool | None) -> bool:
-    """Whether to take the Wiener step: ``wiener`` when given; auto (None) does not take it
-    yet (opt-in until its tiling check passes, docs/algorithm.md Decision 7)."""
-    return bool(wiener)
+def resolve_wiener(wiener: bool | None, n_pixels: int) -> bool:
+    """Whether to take the Wiener step: ``wiener`` when given, else (auto) by the size rule
+    of the 8-fold average (up to ``TTA_AUTO_PIXELS``: its cost is about 5 times a pass)."""
+    return bool(wiener) if wiener is not None else n_pixels <= TTA_AUTO_PIXELS
 
 
 def describe_tta(tta: bool | None, n_pixels: int | None = None) -> str:
@@ -311,7 +311,7 @@ class TiledDenoiser:
             model.noise_params(noise=params.model)  # raises the mismatch error
         self.scaled = model.tweedie_noise(params)  # in scaled intensities
         #: whether the Wiener step follows Tweedie's (when asked for, where it applies)
-        self.wiener = (resolve_wiener(model.config.wiener)
+        self.wiener = (resolve_wiener(model.config.wiener, math.prod(shape))
                        and wiener_applies(model, self.scaled))
         self.model = model.with_options(tta=self.tta, wiener=self.wiener)
         if overlap is None:  # the network's field, the Wiener step's and local mean's reach

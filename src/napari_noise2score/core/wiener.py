@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 BLOCK = 8  # block side, pixels
 STEP = 3  # reference blocks every STEP pixels
@@ -55,12 +54,14 @@ def _distances(pilot: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, radius: 
     out = torch.empty((ys.numel() * xs.numel(), side * side), dtype=pilot.dtype,
                       device=pilot.device)
     reference = pilot[rows]  # (ny, block, w), the same for every offset
+    # each block's sum taken over its own pixels in one order (not a running sum along the
+    # row): a block's distance does not depend on where the plane or tile begins
+    cols = xs[:, None] + torch.arange(block, device=pilot.device)  # (nx, block)
     for k in range(side * side):
         dy, dx = k // side - radius, k % side - radius
         shifted = torch.roll(pilot, shifts=(-dy, -dx), dims=(0, 1))
         band = ((reference - shifted[rows]) ** 2).sum(dim=1)  # (ny, w): block-high sums
-        run = F.pad(band.cumsum(dim=1), (1, 0))
-        box = (run[:, xs + block] - run[:, xs]) / (block * block)  # (ny, nx)
+        box = band[:, cols].sum(dim=2) / (block * block)  # (ny, nx)
         oky = (ys + dy >= 0) & (ys + dy <= h - block)
         okx = (xs + dx >= 0) & (xs + dx <= w - block)
         box = torch.where(oky[:, None] & okx[None, :], box, torch.full_like(box, math.inf))

@@ -17,7 +17,7 @@ from ._common import DockPanel, buttons, is_lazy, layer_array, preload_engine, w
 
 NEW_LAYER, IN_PLACE = "new layer", "in place (undoable)"
 #: Choices of the "quality" field and the model's tta and wiener settings they give (None:
-#: auto; the Wiener step only where the noise allows it, ``inference.wiener_applies``).
+#: by size; the Wiener step only where the noise allows it, ``inference.wiener_applies``).
 QUALITY = {"auto": None, "best (8-fold average, Wiener step)": True,
            "fast (one pass)": False}
 DECIMALS = {"sigma": 4, "gain": 4, "shape": 2}
@@ -264,7 +264,7 @@ def denoise_planes(model: Any, data: np.ndarray, axes: str | None, noise: Any, t
     planes, axes = to_planes(data, axes)
     model = replace(model, config=replace(
         model.config, tta=resolve_tta(model.config.tta, planes.size),
-        wiener=resolve_wiener(model.config.wiener)))
+        wiener=resolve_wiener(model.config.wiener, planes.size)))
     out = np.empty(planes.shape, dtype=np.float32)
     for i, plane in enumerate(planes):
         if stop():
