@@ -84,11 +84,15 @@ def test_w2s_planes_scaled_apart_are_denoised_not_degraded():
     own = [f for f, p in zip(fovs, planes, strict=True) if config_for_plane(cfg, p) is not cfg]
     assert own == [54, 55]
     model = train(np.stack(planes), noise="auto", max_steps=150, seed=0)
-    one = replace(model, config=replace(model.config, per_plane_noise=False))
+    # the estimates compared through Tweedie's step alone (the Wiener step after it, on by
+    # default, inherits the estimate and narrows the gap); the default result checked too
+    plain = model.with_options(wiener=False)
+    one = replace(plain, config=replace(plain.config, per_plane_noise=False))
     for f in own:
         y = planes[f - 51]
         ref = iio.imread(W2S / "clean" / f"fov{f:03d}_ch2.png").astype(np.float64)
         noisy = psnr(ref, y, 255.0)
-        per_plane = psnr(ref, np.clip(denoise(y, model), 0, 255), 255.0)
+        per_plane = psnr(ref, np.clip(denoise(y, plain), 0, 255), 255.0)
         stack = psnr(ref, np.clip(denoise(y, one), 0, 255), 255.0)
         assert per_plane > noisy + 4.0 and per_plane > stack + 3.0, (f, noisy, per_plane, stack)
+        assert psnr(ref, np.clip(denoise(y, model), 0, 255), 255.0) > noisy + 4.0
