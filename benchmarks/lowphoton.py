@@ -12,10 +12,10 @@ Kinds of image (``--kinds``, default all three), each against its clean referenc
   exact expectation. One model per image.
 
 Methods, in one run: the noisy input; napari-noise2score ``noise="auto"`` (the default
-route, named in the output) trained for ``--seconds`` (or ``--max-steps``) per model, and
-the same model with the Wiener step (``--wiener``); the shipped prior with no training and
-the step (bound to the model group's estimated noise, as ``denoise --model pretrained
---wiener``);
+route, named in the output, with the Wiener step after Tweedie's) trained for ``--seconds``
+(or ``--max-steps``) per model, and the same model without the step (``--no-wiener``); the
+shipped prior with no training (bound to the model group's estimated noise, as ``denoise
+--model pretrained``);
 with ``--routes`` also the other routes from models of their own (``none``: counts, scored
 with each mixed mode; ``anscombe``); with ``--inits`` also models started elsewhere
 (``scratch``: no pretrained prior); generalized Anscombe + BM3D with the same estimated
@@ -185,15 +185,12 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
     print(f"{group.kind}/{group.name}: {cfg.noise} gain {cfg.gain} sigma {cfg.sigma} "
           f"offset {cfg.offset:.3g} stride {cfg.decorrelate}; {info['route']}; "
           f"{auto.steps} steps", flush=True)
-    score_model(auto, group, auto_s, "n2s auto", rows, ("",))
-    # the step is opt-in now; stop 12's results file has "n2s auto" with it (auto took it
-    # then) and "n2s auto, no Wiener" without it
-    score_model(auto.with_options(wiener=True), group, auto_s, "n2s auto --wiener", rows,
+    score_model(auto, group, auto_s, "n2s auto", rows, ("",))  # with the Wiener step
+    score_model(auto.with_options(wiener=False), group, auto_s, "n2s auto, no Wiener", rows,
                 ("",))
     t0 = time.perf_counter()  # the shipped prior bound to the group's noise, no training
     zero_shot, _ = prior.bind(prior.unbound_model(), group.noisy)
-    score_model(zero_shot.with_options(wiener=True), group, time.perf_counter() - t0,
-                "prior zero-shot --wiener", rows, ("",))
+    score_model(zero_shot, group, time.perf_counter() - t0, "prior zero-shot", rows, ("",))
     for route in args.routes:
         if not cfg.poisson_type:
             break

@@ -1,0 +1,73 @@
+"""Variants of the Wiener step with no training: the shipped prior, zero-shot, bound to each
+model group's estimated noise (as ``denoise --model pretrained``), 8-fold average, then one
+of: ``base`` (the shipped step), ``g32`` (32 blocks per group), ``r16`` (search radius 16)
+or ``iter2`` (the step applied twice, its first output the second's pilot). Development
+only: PSNR in dB and seconds per image (2 threads; not timed on an idle machine unless run
+alone), on the images of ``benchmarks/lowphoton.py``.
+
+    python benchmarks/wiener_variants.py ../shared/data --kinds fmd,twophoton,w2s \\
+        --out benchmarks/results/wiener_variants.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_noise2score import denoise
+from napari_noise2score.core import inference, wiener
+from napari_noise2score.core import prior as P
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import lowphoton as L  # noqa: E402
+
+_refine = wiener.refine
+VARIANTS = {
+    "base": lambda y, x, s, o: _refine(y, x, s, o),
+    "g32": lambda y, x, s, o: _refine(y, x, s, o, group=32),
+    "r16": lambda y, x, s, o: _refine(y, x, s, o, radius=16),
+    "iter2": lambda y, x, s, o: _refine(y, _refine(y, x, s, o), s, o),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data", type=Path)
+    p.add_argument("--kinds", default="fmd,twophoton,w2s")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "wiener_variants.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results: dict[str, list] = {}
+    for kind in args.kinds.split(","):
+        for group in L.groups(args.data, kind):
+            model, _ = P.bind(P.unbound_model(), group.noisy)
+            model = model.with_options(wiener=True)
+            for name, noisy, clean in zip(group.names, group.noisy, group.clean, strict=True):
+                row: dict = {"image": name}
+                for variant, step in VARIANTS.items():
+                    inference.refine = step  # what denoise_plane calls after Tweedie's
+                    t0 = time.perf_counter()
+                    out = denoise(noisy, model)
+                    row[variant] = (L.metrics(clean, out)["psnr"], time.perf_counter() - t0)
+                inference.refine = _refine
+                results.setdefault(kind, []).append(row)
+                print(kind, row, flush=True)
+    table = {kind: {v: [round(float(np.mean([r[v][i] for r in rows])), 3) for i in (0, 1)]
+                    for v in VARIANTS} for kind, rows in results.items()}
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "table": table,
+                                    "images": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
