@@ -100,7 +100,7 @@ def wiener_applies(model: Noise2ScoreModel, scaled: NoiseParams) -> bool:
 
 def resolve_wiener(wiener: bool | None, n_pixels: int) -> bool:
     """Whether to take the Wiener step: ``wiener`` when given, else (auto) by the size rule
-    of the 8-fold average (up to ``TTA_AUTO_PIXELS``: its cost is about 5 times a pass)."""
+    of the 8-fold average (up to ``TTA_AUTO_PIXELS``: it costs about as much again)."""
     return bool(wiener) if wiener is not None else n_pixels <= TTA_AUTO_PIXELS
 
 
@@ -310,7 +310,7 @@ class TiledDenoiser:
         if params.model != model.config.noise:
             model.noise_params(noise=params.model)  # raises the mismatch error
         self.scaled = model.tweedie_noise(params)  # in scaled intensities
-        #: whether the Wiener step follows Tweedie's (when asked for, where it applies)
+        #: whether the Wiener step follows Tweedie's (auto: by size, where it applies)
         self.wiener = (resolve_wiener(model.config.wiener, math.prod(shape))
                        and wiener_applies(model, self.scaled))
         self.model = model.with_options(tta=self.tta, wiener=self.wiener)
