@@ -43,8 +43,9 @@ def run_sigma(clean: list[np.ndarray], sigma: float, finetune: list[float], scra
     values, seconds = scores(api.load_model("pretrained", device="cpu"))
     rows["zero-shot prior"] = {"psnr": values, "denoise_s": seconds}
     short = "s" if unit == "seconds" else "steps"
+    scratch_run = [(f"scratch {scratch:g} {short}", scratch, "scratch")] if scratch > 0 else []
     for name, budget, init in [*((f"prior + {b:g} {short}", b, "pretrained") for b in finetune),
-                               (f"scratch {scratch:g} {short}", scratch, "scratch")]:
+                               *scratch_run]:
         t0 = time.perf_counter()
         limit = ({"max_seconds": budget} if unit == "seconds" else
                  {"max_seconds": None, "max_steps": int(budget)})
@@ -72,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path("../shared/data/set12"))
     p.add_argument("--images", nargs="+", default=["01", "02", "03"])
     p.add_argument("--sigmas", nargs="+", type=float, default=[25.0, 50.0])
-    p.add_argument("--finetune", nargs="+", type=float, default=[30.0, 120.0])
-    p.add_argument("--scratch", type=float, default=120.0)
+    p.add_argument("--finetune", nargs="*", type=float, default=[30.0, 120.0],
+                   help="fine-tune budgets (none given: zero-shot and BM3D only)")
+    p.add_argument("--scratch", type=float, default=120.0, help="0: no scratch model")
     p.add_argument("--unit", choices=("seconds", "steps"), default="seconds",
                    help="budgets in wall-clock seconds (default) or in training steps")
     p.add_argument("--seed", type=int, default=0)

@@ -1,9 +1,11 @@
 """Variants of the Wiener step with no training: the shipped prior, zero-shot, bound to each
 model group's estimated noise (as ``denoise --model pretrained``), 8-fold average, then one
-of: ``base`` (the shipped step), ``g32`` (32 blocks per group), ``r16`` (search radius 16)
-or ``iter2`` (the step applied twice, its first output the second's pilot). Development
-only: PSNR in dB and seconds per image (2 threads; not timed on an idle machine unless run
-alone), on the images of ``benchmarks/lowphoton.py``.
+of: ``base`` (the shipped step, the route's ``wiener.SHRINK_*``), ``shrink1`` (stop 13's
+step: the gain's noise std 1 x sigma), ``shrink1.25`` / ``shrink2`` (1.25 / 2 x sigma),
+``g32`` (32 blocks per group), ``r16`` (search radius 16) or ``iter2`` (the step applied
+twice, its first output the second's pilot). Development only: PSNR in dB, seconds per
+image and the intensity-matched PSNR (``lowphoton.matched_psnr``) per variant (2 threads; not
+timed on an idle machine unless run alone), on the images of ``benchmarks/lowphoton.py``.
 
     python benchmarks/wiener_variants.py ../shared/data --kinds fmd,twophoton,w2s \\
         --out benchmarks/results/wiener_variants.json
@@ -29,11 +31,15 @@ sys.path.insert(0, str(HERE))
 import lowphoton as L  # noqa: E402
 
 _refine = wiener.refine
-VARIANTS = {
-    "base": lambda y, x, s, o: _refine(y, x, s, o),
-    "g32": lambda y, x, s, o: _refine(y, x, s, o, group=32),
-    "r16": lambda y, x, s, o: _refine(y, x, s, o, radius=16),
-    "iter2": lambda y, x, s, o: _refine(y, _refine(y, x, s, o), s, o),
+VARIANTS = {  # called as inference calls the step: (noisy, pilot, sigma, origin, shrink=)
+    "base": lambda y, x, s, o, shrink: _refine(y, x, s, o, shrink=shrink),
+    "shrink1": lambda y, x, s, o, shrink: _refine(y, x, s, o),
+    "shrink1.25": lambda y, x, s, o, shrink: _refine(y, x, s, o, shrink=1.25),
+    "shrink2": lambda y, x, s, o, shrink: _refine(y, x, s, o, shrink=2.0),
+    "g32": lambda y, x, s, o, shrink: _refine(y, x, s, o, group=32, shrink=shrink),
+    "r16": lambda y, x, s, o, shrink: _refine(y, x, s, o, radius=16, shrink=shrink),
+    "iter2": lambda y, x, s, o, shrink: _refine(y, _refine(y, x, s, o, shrink=shrink), s, o,
+                                                shrink=shrink),
 }
 
 
@@ -42,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", type=Path)
     p.add_argument("--kinds", default="fmd,twophoton,w2s")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--out", type=Path, default=HERE / "results" / "wiener_variants.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    chosen = {v: VARIANTS[v] for v in args.variants.split(",")}
     results: dict[str, list] = {}
     for kind in args.kinds.split(","):
         for group in L.groups(args.data, kind):
@@ -52,16 +61,18 @@ def main(argv: list[str] | None = None) -> int:
             model = model.with_options(wiener=True)
             for name, noisy, clean in zip(group.names, group.noisy, group.clean, strict=True):
                 row: dict = {"image": name}
-                for variant, step in VARIANTS.items():
+                for variant, step in chosen.items():
                     inference.refine = step  # what denoise_plane calls after Tweedie's
                     t0 = time.perf_counter()
                     out = denoise(noisy, model)
-                    row[variant] = (L.metrics(clean, out)["psnr"], time.perf_counter() - t0)
+                    took = time.perf_counter() - t0
+                    m = L.metrics(clean, out)
+                    row[variant] = (m["psnr"], took, m["psnr_matched"])
                 inference.refine = _refine
                 results.setdefault(kind, []).append(row)
                 print(kind, row, flush=True)
-    table = {kind: {v: [round(float(np.mean([r[v][i] for r in rows])), 3) for i in (0, 1)]
-                    for v in VARIANTS} for kind, rows in results.items()}
+    table = {kind: {v: [round(float(np.mean([r[v][i] for r in rows])), 3) for i in (0, 1, 2)]
+                    for v in chosen} for kind, rows in results.items()}
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": " ".join(sys.argv), "table": table,

@@ -82,3 +82,40 @@ def test_the_setting_is_saved_with_the_model_and_large_inputs_skip_it_by_default
     assert TiledDenoiser(model, (side, side)).wiener is False
     assert TiledDenoiser(model, (64, 64)).wiener is True
     assert TiledDenoiser(model.with_options(wiener=True), (side, side)).wiener is True
+
+
+def test_a_larger_shrink_attenuates_more_and_one_is_the_classic_gain():
+    clean = _scene()
+    rng = np.random.default_rng(4)
+    noisy = clean + 20 * rng.standard_normal(clean.shape).astype(np.float32)
+    pilot = torch.from_numpy(gaussian_filter(noisy, 1.0))  # a pilot with noise left in it
+    y = torch.from_numpy(noisy)
+    classic = W.refine(y, pilot, 20.0)
+    assert torch.equal(W.refine(y, pilot, 20.0, shrink=1.0), classic)
+    torch.testing.assert_close(W.refine(y, pilot, 20.0, shrink=1.5), W.refine(y, pilot, 30.0),
+                               atol=1e-4, rtol=0)  # the gain's std only, not the data's
+
+    def detail(img):  # energy the step lets through from the noisy input
+        return float(((img - torch.from_numpy(gaussian_filter(img.numpy(), 2.0))) ** 2).mean())
+
+    assert detail(W.refine(y, pilot, 20.0, shrink=1.5)) < detail(classic)
+    # where the pilot keeps some of the noise, the larger std gives the better estimate
+    assert psnr(clean, W.refine(y, pilot, 20.0, shrink=1.5).numpy(), 255) > \
+        psnr(clean, classic.numpy(), 255)
+
+
+@pytest.mark.parametrize("route,constant", [
+    (dict(noise="gaussian", sigma=10.0), "SHRINK_GAUSSIAN"),
+    (dict(noise="poisson-gaussian", gain=2.0, sigma=3.0, transform="anscombe"),
+     "SHRINK_ANSCOMBE")], ids=["gaussian", "anscombe"])
+def test_each_route_takes_its_own_shrink(monkeypatch, route, constant):
+    from napari_noise2score.core import inference
+
+    model = perturbed_model(tta=False, wiener=True, **route)
+    plane = (100 + 50 * np.random.default_rng(5).random((64, 64))).astype(np.float32)
+    before = denoise_array(model, plane)
+    other = "SHRINK_ANSCOMBE" if constant == "SHRINK_GAUSSIAN" else "SHRINK_GAUSSIAN"
+    monkeypatch.setattr(inference, other, 3.0)  # the other route's value: no effect
+    np.testing.assert_array_equal(denoise_array(model, plane), before)
+    monkeypatch.setattr(inference, constant, 1.0)
+    assert np.abs(denoise_array(model, plane) - before).max() > 1e-3

@@ -26,7 +26,7 @@ from .noise import GAUSSIAN, NoiseParams, noise_model, tweedie
 from .planewise import central_slices, config_for_plane
 from .stack import check_axes, check_image, from_planes
 from .wiener import REACH as WIENER_REACH
-from .wiener import refine
+from .wiener import SHRINK_ANSCOMBE, SHRINK_GAUSSIAN, refine
 
 DEFAULT_TILE = 1024
 #: Std, in pixels, of the Gaussian over which the denoised image keeps the data's mean.
@@ -192,20 +192,21 @@ def denoise_plane(model: Noise2ScoreModel, plane: np.ndarray, scaled: NoiseParam
     score = model.score(y, network_on(model.net, y, model.config.tta))
     x = tweedie(y, score, scaled, model.smoothing, model.config.mixed_mode)
     if model.config.wiener and wiener_applies(model, scaled):
-        x = _wiener_step(y, x, float(scaled.sigma), origin)
+        shrink = SHRINK_ANSCOMBE if model.config.anscombe else SHRINK_GAUSSIAN
+        x = _wiener_step(y, x, float(scaled.sigma), origin, shrink)
     x = model.from_scaled(x)
     # in input units: after the Anscombe route's non-linear inverse too (docs/algorithm.md)
     out = preserve_local_mean(plane.astype(np.float32), x)
     return clip_to_range(plane, out)
 
 
-def _wiener_step(y: np.ndarray, x: np.ndarray, sigma: float,
-                 origin: tuple[int, int]) -> np.ndarray:
+def _wiener_step(y: np.ndarray, x: np.ndarray, sigma: float, origin: tuple[int, int],
+                 shrink: float) -> np.ndarray:
     """The Wiener step on the scaled ``y`` with the pilot ``x`` (numpy in and out)."""
     with torch.inference_mode():
         return refine(torch.from_numpy(np.ascontiguousarray(y, np.float32)),
                       torch.from_numpy(np.ascontiguousarray(x, np.float32)), sigma,
-                      origin).numpy()
+                      origin, shrink=shrink).numpy()
 
 
 def clip_to_range(plane: np.ndarray, out: np.ndarray) -> np.ndarray:

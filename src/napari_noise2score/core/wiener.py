@@ -4,8 +4,10 @@ Where the noise Tweedie's step assumed is white Gaussian of a known std (Gaussia
 the Anscombe route after its transform), the denoised image is a pilot for a second estimate:
 blocks similar to each reference block are found on the pilot, each group of blocks is
 transformed (a 2D DCT per block, a DCT across the group), the *noisy* group's coefficients
-are weighted by pilot^2 / (pilot^2 + sigma^2), transformed back, and every block is added
-into the image with the group's weight 1 / sum(w^2). Pure torch, deterministic, tiled-safe:
+are weighted by pilot^2 / (pilot^2 + (shrink sigma)^2), transformed back, and every block is
+added into the image with the group's weight 1 / sum(w^2). ``shrink`` > 1 because the pilot's
+own error adds to its coefficients' energy, so pilot^2 overstates the signal's; its values
+are measured per route (docs/algorithm.md, "Wiener step"). Pure torch, deterministic, tiled-safe:
 reference blocks sit on a grid anchored to the plane (``origin``), and one output pixel
 depends on the inputs within ``REACH`` pixels only.
 """
@@ -24,6 +26,11 @@ CHUNK = 4096  # reference blocks transformed at once (bounds the memory)
 #: how far (pixels) an input pixel can move the output: a group's reference lies within
 #: RADIUS + BLOCK of the pixels its blocks cover, and its search reads RADIUS + BLOCK more
 REACH = 2 * (RADIUS + BLOCK)
+#: the noise std the gain assumes, as a multiple of the noise's, per route: best of 1, 1.25,
+#: 1.5, 2 (2.5) on Set12 Gaussian noise (zero-shot prior) and on the low-photon images
+#: (Anscombe route), where the pilot's error is larger (docs/algorithm.md, "Wiener step")
+SHRINK_GAUSSIAN = 1.25
+SHRINK_ANSCOMBE = 1.5
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -71,10 +78,10 @@ def _distances(pilot: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, radius: 
 
 def refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float,
            origin: tuple[int, int] = (0, 0), block: int = BLOCK, step: int = STEP,
-           radius: int = RADIUS, group: int = GROUP) -> torch.Tensor:
+           radius: int = RADIUS, group: int = GROUP, shrink: float = 1.0) -> torch.Tensor:
     """The Wiener estimate of the 2D ``noisy`` image (white Gaussian noise of std ``sigma``,
-    same units) from the ``pilot`` estimate; planes smaller than a block come back as the
-    pilot."""
+    same units) from the ``pilot`` estimate, the gain's noise std ``shrink`` x ``sigma``;
+    planes smaller than a block come back as the pilot."""
     h, w = noisy.shape
     if h < block or w < block or not sigma > 0:
         return pilot
@@ -100,7 +107,7 @@ def refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float,
         cols = gx[..., None, None] + inner[None, :]  # (n, k, 1, block)
         yg, pg = noisy[rows, cols], pilot[rows, cols]  # (n, k, block, block)
         yc, pc = _forward(yg, c_block, c_group), _forward(pg, c_block, c_group)
-        gain = pc * pc / (pc * pc + sigma * sigma)
+        gain = pc * pc / (pc * pc + (shrink * sigma) ** 2)
         est = _inverse(gain * yc, c_block, c_group)
         weight = 1.0 / gain.square().sum(dim=(1, 2, 3)).clamp_min(1e-12)
         flat = (rows * w + cols).reshape(-1)
