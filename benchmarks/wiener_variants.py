@@ -5,15 +5,19 @@ step: the gain's noise std 1 x sigma), ``shrink1.25`` / ``shrink2`` (1.25 / 2 x 
 ``g32`` (32 blocks per group), ``r16`` (search radius 16) or ``iter2`` (the step applied
 twice, its first output the second's pilot). Development only: PSNR in dB, seconds per
 image and the intensity-matched PSNR (``lowphoton.matched_psnr``) per variant (2 threads; not
-timed on an idle machine unless run alone), on the images of ``benchmarks/lowphoton.py``.
+timed on an idle machine unless run alone), on the images of ``benchmarks/lowphoton.py``
+and (``set12``) the 12 Set12 images with Gaussian noise of each ``--sigmas`` (seed = index),
+the prior bound to the true sigma, BM3D (true sigma) beside them. The network's output for an
+image is computed once and shared by the variants (they differ after Tweedie's step only).
 
-    python benchmarks/wiener_variants.py ../shared/data --kinds fmd,twophoton,w2s \\
+    python benchmarks/wiener_variants.py ../shared/data --kinds fmd,twophoton,w2s,set12 \\
         --out benchmarks/results/wiener_variants.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -21,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from napari_noise2score import denoise
 from napari_noise2score.core import inference, wiener
 from napari_noise2score.core import prior as P
+from napari_noise2score.core.noise import NoiseParams, simulate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -42,11 +48,46 @@ VARIANTS = {  # called as inference calls the step: (noisy, pilot, sigma, origin
                                                 shrink=shrink),
 }
 
+_network_on = inference.network_on
+_outputs: dict = {}
+
+
+def shared_network_on(net, y, tta):
+    """The network's output for ``y``, computed once per image for all variants."""
+    key = (hashlib.sha1(np.ascontiguousarray(y).tobytes()).hexdigest(), tta, id(net))
+    if key not in _outputs:
+        _outputs[key] = _network_on(net, y, tta)
+    return _outputs[key]
+
+
+def images(root: Path, kind: str, sigmas: list[float]):
+    """(label, model, name, noisy, clean) for each image of ``kind``."""
+    if kind == "set12":
+        for sigma in sigmas:
+            model = P.pretrained_model(sigma, 255.0).with_options(wiener=True)
+            for i in range(12):
+                name = f"{i + 1:02d}"
+                clean = np.asarray(Image.open(root / "set12" / f"{name}.png").convert("L"),
+                                   np.float32)
+                noisy = simulate(clean, NoiseParams("gaussian", sigma), seed=i)
+                yield f"set12_sigma{sigma:g}", model, name, noisy, clean
+        return
+    for group in L.groups(root, kind):
+        model, _ = P.bind(P.unbound_model(), group.noisy)
+        model = model.with_options(wiener=True)
+        for name, noisy, clean in zip(group.names, group.noisy, group.clean, strict=True):
+            yield kind, model, name, noisy, clean
+
+
+def row_sigma(label: str) -> float:
+    return float(label.rsplit("sigma", 1)[1])
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data", type=Path)
-    p.add_argument("--kinds", default="fmd,twophoton,w2s")
+    p.add_argument("--kinds", default="fmd,twophoton,w2s", help="also: set12")
+    p.add_argument("--sigmas", default="25,50", help="Gaussian sigmas for set12")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"comma list of {', '.join(VARIANTS)}")
@@ -54,25 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     chosen = {v: VARIANTS[v] for v in args.variants.split(",")}
+    sigmas = [float(v) for v in args.sigmas.split(",")]
+    inference.network_on = shared_network_on
     results: dict[str, list] = {}
     for kind in args.kinds.split(","):
-        for group in L.groups(args.data, kind):
-            model, _ = P.bind(P.unbound_model(), group.noisy)
-            model = model.with_options(wiener=True)
-            for name, noisy, clean in zip(group.names, group.noisy, group.clean, strict=True):
-                row: dict = {"image": name}
-                for variant, step in chosen.items():
-                    inference.refine = step  # what denoise_plane calls after Tweedie's
-                    t0 = time.perf_counter()
-                    out = denoise(noisy, model)
-                    took = time.perf_counter() - t0
-                    m = L.metrics(clean, out)
-                    row[variant] = (m["psnr"], took, m["psnr_matched"])
-                inference.refine = _refine
-                results.setdefault(kind, []).append(row)
-                print(kind, row, flush=True)
-    table = {kind: {v: [round(float(np.mean([r[v][i] for r in rows])), 3) for i in (0, 1, 2)]
-                    for v in chosen} for kind, rows in results.items()}
+        for label, model, name, noisy, clean in images(args.data, kind, sigmas):
+            row: dict = {"image": name}
+            for variant, step in chosen.items():
+                inference.refine = step  # what denoise_plane calls after Tweedie's
+                t0 = time.perf_counter()
+                out = denoise(noisy, model)
+                took = time.perf_counter() - t0
+                m = L.metrics(clean, out)
+                row[variant] = (m["psnr"], took, m["psnr_matched"])
+            inference.refine = _refine
+            _outputs.clear()
+            if kind == "set12":
+                import bm3d
+
+                t0 = time.perf_counter()
+                out = bm3d.bm3d(noisy.astype(np.float64), sigma_psd=row_sigma(label))
+                took = time.perf_counter() - t0
+                m = L.metrics(clean, out)
+                row["bm3d"] = (m["psnr"], took, m["psnr_matched"])
+            results.setdefault(label, []).append(row)
+            print(label, row, flush=True)
+    table = {label: {v: [round(float(np.mean([r[v][i] for r in rows])), 3) for i in (0, 1, 2)]
+                     for v in rows[0] if v != "image"} for label, rows in results.items()}
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": " ".join(sys.argv), "table": table,
