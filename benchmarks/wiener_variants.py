@@ -61,7 +61,8 @@ def shared_network_on(net, y, tta):
 
 
 def images(root: Path, kind: str, sigmas: list[float]):
-    """(label, model, name, noisy, clean) for each image of ``kind``."""
+    """(label, model, name, noisy, clean, sigma) for each image of ``kind`` (sigma: the
+    Gaussian noise's for set12, else None)."""
     if kind == "set12":
         for sigma in sigmas:
             model = P.pretrained_model(sigma, 255.0).with_options(wiener=True)
@@ -70,17 +71,13 @@ def images(root: Path, kind: str, sigmas: list[float]):
                 clean = np.asarray(Image.open(root / "set12" / f"{name}.png").convert("L"),
                                    np.float32)
                 noisy = simulate(clean, NoiseParams("gaussian", sigma), seed=i)
-                yield f"set12_sigma{sigma:g}", model, name, noisy, clean
+                yield f"set12_sigma{sigma:g}", model, name, noisy, clean, sigma
         return
     for group in L.groups(root, kind):
         model, _ = P.bind(P.unbound_model(), group.noisy)
         model = model.with_options(wiener=True)
         for name, noisy, clean in zip(group.names, group.noisy, group.clean, strict=True):
-            yield kind, model, name, noisy, clean
-
-
-def row_sigma(label: str) -> float:
-    return float(label.rsplit("sigma", 1)[1])
+            yield kind, model, name, noisy, clean, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     inference.network_on = shared_network_on
     results: dict[str, list] = {}
     for kind in args.kinds.split(","):
-        for label, model, name, noisy, clean in images(args.data, kind, sigmas):
+        for label, model, name, noisy, clean, sigma in images(args.data, kind, sigmas):
             row: dict = {"image": name}
             for variant, step in chosen.items():
                 inference.refine = step  # what denoise_plane calls after Tweedie's
@@ -110,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
                 row[variant] = (m["psnr"], took, m["psnr_matched"])
             inference.refine = _refine
             _outputs.clear()
-            if kind == "set12":
+            if sigma is not None:
                 import bm3d
 
                 t0 = time.perf_counter()
-                out = bm3d.bm3d(noisy.astype(np.float64), sigma_psd=row_sigma(label))
+                out = bm3d.bm3d(noisy.astype(np.float64), sigma_psd=sigma)
                 took = time.perf_counter() - t0
                 m = L.metrics(clean, out)
                 row["bm3d"] = (m["psnr"], took, m["psnr_matched"])
