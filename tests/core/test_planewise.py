@@ -94,5 +94,50 @@ def test_w2s_planes_scaled_apart_are_denoised_not_degraded():
         noisy = psnr(ref, y, 255.0)
         per_plane = psnr(ref, np.clip(denoise(y, plain), 0, 255), 255.0)
         stack = psnr(ref, np.clip(denoise(y, one), 0, 255), 255.0)
-        assert per_plane > noisy + 4.0 and per_plane > stack + 3.0, (f, noisy, per_plane, stack)
+        # the stack's estimate over-corrects the plane (by 3 dB before the scale followed the
+        # typical plane, docs/algorithm.md "The Anscombe route's scale"; about 1 dB since)
+        assert per_plane > noisy + 4.0 and per_plane > stack + 0.5, (f, noisy, per_plane, stack)
         assert psnr(ref, np.clip(denoise(y, model), 0, 255), 255.0) > noisy + 4.0
+
+
+def test_the_scale_is_the_typical_planes_not_the_brightest():
+    """One plane transformed with its own, lower gain has larger values after the transform:
+    the scale follows the other planes (pooling them let it set the scale of all)."""
+    from napari_noise2score.core.planewise import transformed_scale
+
+    rng = np.random.default_rng(0)
+    typical = [rng.uniform(0, 6.0, (64, 64)) for _ in range(4)]
+    bright = rng.uniform(0, 10.0, (64, 64))
+    assert transformed_scale(typical + [bright]) == pytest.approx(6.0, rel=0.01)
+    assert transformed_scale([bright]) == pytest.approx(10.0, rel=0.01)
+
+
+def test_the_prior_is_fine_tuned_at_the_scale_it_denoises_with_zero_shot():
+    from napari_noise2score.core import prior
+
+    planes, _ = captures()
+    bound, _ = prior.bind(prior.unbound_model(), planes)
+    tuned = train(np.stack(planes), noise="auto", max_steps=1, seed=0)
+    assert tuned.config.init == "pretrained" and bound.config.anscombe
+    assert tuned.scale == pytest.approx(bound.scale, rel=1e-6)
+
+
+@pytest.mark.skipif(not (W2S / "noisy").is_dir(), reason="needs ../shared/data/w2s")
+def test_w2s_prior_is_not_degraded_by_the_start_of_a_fine_tune():
+    """W2S channel 2, FOV 51-58 as one stack: the fine-tune's first step is the prior,
+    bound to the stack as zero-shot denoising binds it; it was at another scale (set by the
+    two planes with their own estimate) and lost 4.7 dB on FOV 51 before any learning."""
+    import imageio.v3 as iio
+
+    from napari_noise2score.core import prior
+
+    fovs = range(51, 59)
+    planes = [iio.imread(W2S / "noisy" / f"fov{f:03d}_ch2.png") for f in fovs]
+    start = train(np.stack(planes), noise="auto", max_steps=1, seed=0)
+    bound, _ = prior.bind(prior.unbound_model(), planes)
+    for f in (51, 54):
+        y = planes[f - 51]
+        ref = iio.imread(W2S / "clean" / f"fov{f:03d}_ch2.png").astype(np.float64)
+        got = [psnr(ref, np.clip(denoise(y, m.with_options(wiener=False)), 0, 255), 255.0)
+               for m in (start, bound)]
+        assert got[0] > got[1] - 0.3, (f, got)

@@ -220,3 +220,19 @@ def test_init_from_a_model_file(case, tmp_path):
     assert finetune(noisy, max_steps=2, init=str(plain))[-1].model.config.network == "plain"
     with pytest.raises(api.Noise2ScoreError, match="none of 'auto', 'pretrained', 'scratch'"):
         finetune(noisy, max_steps=2, init="pretrain")
+
+
+def test_anscombe_route_domain_takes_the_scale_factor_within_the_range():
+    """On the Anscombe route the prior's domain is the transformed planes' scale times
+    ANSCOMBE_SCALE, unless the noise std (1 / the domain's scale) would leave the prior's
+    range: then as far as the range allows, and data the range served before still is."""
+    from napari_noise2score.core.config import TrainConfig
+
+    cfg = TrainConfig(noise="poisson-gaussian", gain=10.0, sigma=5.0, transform="anscombe")
+    hi = 1.0 / P.TAU_RANGE[1]
+    assert P.anscombe_model(cfg, 10.0).scale == pytest.approx(10.0 * P.ANSCOMBE_SCALE)
+    near = 1.1 * hi  # the factor alone would put the noise std above the range
+    assert near * P.ANSCOMBE_SCALE < hi
+    assert P.anscombe_model(cfg, near).scale == pytest.approx(hi)
+    with pytest.raises(P.PriorRangeError):
+        P.anscombe_model(cfg, 0.9 * hi)

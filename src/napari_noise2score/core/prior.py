@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import planewise
 from .config import AUTO, TrainConfig
 from .errors import ModelFileError, Noise2ScoreError
 from .estimation import estimate_noise
@@ -31,7 +32,6 @@ from .model import Noise2ScoreModel, package_version
 from .network import COND_REF as COND_REF  # the noise channel's unit, also here
 from .network import ConditionedUNet
 from .noise import GAUSSIAN, NOISE_TYPES, model_for, noise_model
-from .score import to_network_units
 from .stack import intensity_scale
 
 PRIOR_FORMAT = "napari-noise2score-prior"
@@ -42,6 +42,12 @@ PRIOR_ARCH = {"width": 24, "depth": 3, "unshuffle": 2}
 TAU_RANGE = (5.0 / 255.0, 75.0 / 255.0)
 #: Perturbation std over data noise std, sampled uniformly at pre-training and fine-tuning.
 RATIO_RANGE = (0.25, 1.0)
+#: The prior's domain on the Anscombe route: the transformed planes' intensity scale times
+#: this maps to 1, i.e. the brightest transformed values sit at about 1 / ANSCOMBE_SCALE
+#: (less where the noise std, 1 / the domain's scale, would leave the prior's range).
+#: Measured on all low-photon development images, zero-shot (docs/algorithm.md, "The
+#: Anscombe route's scale"): the network's output gains 0.3-2.5 dB at 0.7 over 1.0.
+ANSCOMBE_SCALE = 0.7
 #: The name that stands for the shipped prior wherever a model file is asked for.
 PRETRAINED = "pretrained"
 #: How a refusal ends (dropped where training falls back to scratch by itself).
@@ -190,7 +196,9 @@ def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, ste
                    seconds: float = 0.0):
     """The prior (the shipped one, or ``net`` with its ``steps`` and ``seconds``) as a ready
     model for the Anscombe route of ``config`` (Poisson-type noise; Gaussian noise of std 1
-    after the transform, ``scale`` the transformed planes' intensity scale)."""
+    after the transform, ``scale`` the transformed planes' intensity scale, of which the
+    network's domain takes ``ANSCOMBE_SCALE``)."""
+    scale = max(scale * ANSCOMBE_SCALE, min(scale, 1.0 / TAU_RANGE[1]))  # within the range
     check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
     if net is None:
         prior = load_prior()
@@ -240,7 +248,7 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
     if noise is not None:
         config = TrainConfig(**noise, transform="anscombe", per_plane_noise=how == "estimated",
                              **options)
-        scale = intensity_scale([to_network_units(config, np.asarray(p)) for p in planes])
+        scale = planewise.transformed_scale(planewise.transformed_planes(config, planes)[0])
         bound = anscombe_model(config, scale, copy.deepcopy(model.net), model.steps,
                                model.seconds)
         read = f", read noise {noise['sigma']:.4g}" if noise["sigma"] else ""

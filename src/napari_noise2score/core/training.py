@@ -136,7 +136,7 @@ def _iter_training(images, config: TrainConfig, stop) -> Iterator[TrainUpdate]:
             config, [p for s in stacks for p in s])
         if own:
             yield TrainNote(planewise.describe(own, len(planes)))
-        scale = intensity_scale(planes)
+        scale = planewise.transformed_scale(planes)
     else:
         scale = intensity_scale(stacks, config.offset)
     begin = choose_start(config, scale)
