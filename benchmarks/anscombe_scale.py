@@ -32,14 +32,21 @@ import lowphoton as L  # noqa: E402
 
 def sweep(root: Path, kinds: list[str], factors: list[float]) -> dict:
     """{kind/image: {factor[_nw]: matched PSNR}}; None where the prior refuses the std."""
-    P.ANSCOMBE_SCALE = 1.0  # the domain is set here, factor x the plane's own scale
+    saved, P.ANSCOMBE_SCALE = P.ANSCOMBE_SCALE, 1.0  # the domain: factor x the plane's own
+    try:
+        return _sweep(root, kinds, factors)
+    finally:
+        P.ANSCOMBE_SCALE = saved
+
+
+def _sweep(root: Path, kinds: list[str], factors: list[float]) -> dict:
     out = {}
     for kind in kinds:
         for g in L.groups(root, kind):
             bound, _ = P.bind(P.unbound_model(), g.noisy)
             for name, y, clean in zip(g.names, g.noisy, g.clean, strict=True):
                 cfg = planewise.config_for_plane(bound.config, y)
-                own = float(np.percentile(to_network_units(cfg, y), 99.9))
+                own = planewise.transformed_scale([to_network_units(cfg, y)])
                 row: dict = {"own_scale": own}
                 for f in factors:
                     try:
