@@ -1,9 +1,12 @@
-"""Variants of the Wiener step with no training: the shipped prior, zero-shot, bound to each
-model group's estimated noise (as ``denoise --model pretrained``), 8-fold average, then one
-of: ``base`` (the shipped step, the route's ``wiener.SHRINK_*``), ``shrink1`` (stop 13's
-step: the gain's noise std 1 x sigma), ``shrink1.25`` / ``shrink2`` (1.25 / 2 x sigma),
-``g32`` (32 blocks per group), ``r16`` (search radius 16) or ``iter2`` (the step applied
-twice, its first output the second's pilot). Development only: PSNR in dB, seconds per
+"""Variants of the Wiener step with no training: the shipped prior (or ``--prior FILE``),
+zero-shot, bound to each model group's estimated noise (as ``denoise --model pretrained``),
+8-fold average, then one of: ``base`` (the shipped step, the route's ``wiener.SHRINK_*``),
+``shrink1`` (stop 13's step: the gain's noise std 1 x sigma), ``shrink1.25`` / ``shrink2``
+(1.25 / 2 x sigma), ``g32`` (32 blocks per group), ``r16`` (search radius 16), ``iter2`` (the
+step applied twice, its first output the second's pilot), ``b6s2`` / ``b6s3`` / ``b8s2``
+(block side 6 or 8, reference step 2 or 3) or ``avg86`` / ``avg8_6s2`` / ``avg8_10`` (the mean
+of the shipped step and one with 6 x 6 blocks, 6 x 6 at step 2, or 10 x 10 blocks).
+Development only: PSNR in dB, seconds per
 image and the intensity-matched PSNR (``lowphoton.matched_psnr``) per variant (2 threads; not
 timed on an idle machine unless run alone), on the images of ``benchmarks/lowphoton.py``
 and (``set12``) the 12 Set12 images with Gaussian noise of each ``--sigmas`` (seed = index),
@@ -46,6 +49,15 @@ VARIANTS = {  # called as inference calls the step: (noisy, pilot, sigma, origin
     "r16": lambda y, x, s, o, shrink: _refine(y, x, s, o, radius=16, shrink=shrink),
     "iter2": lambda y, x, s, o, shrink: _refine(y, _refine(y, x, s, o, shrink=shrink), s, o,
                                                 shrink=shrink),
+    "b6s2": lambda y, x, s, o, shrink: _refine(y, x, s, o, block=6, step=2, shrink=shrink),
+    "b6s3": lambda y, x, s, o, shrink: _refine(y, x, s, o, block=6, step=3, shrink=shrink),
+    "b8s2": lambda y, x, s, o, shrink: _refine(y, x, s, o, step=2, shrink=shrink),
+    "avg86": lambda y, x, s, o, shrink: 0.5 * (_refine(y, x, s, o, shrink=shrink)
+                                               + _refine(y, x, s, o, block=6, shrink=shrink)),
+    "avg8_6s2": lambda y, x, s, o, shrink: 0.5 * (
+        _refine(y, x, s, o, shrink=shrink) + _refine(y, x, s, o, block=6, step=2, shrink=shrink)),
+    "avg8_10": lambda y, x, s, o, shrink: 0.5 * (_refine(y, x, s, o, shrink=shrink)
+                                                 + _refine(y, x, s, o, block=10, shrink=shrink)),
 }
 
 _network_on = inference.network_on
@@ -88,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--prior", type=Path, help="a prior file (scripts/pretrain.py --export) "
+                   "instead of the shipped one")
     p.add_argument("--out", type=Path, default=HERE / "results" / "wiener_variants.json")
     args = p.parse_args(argv)
+    if args.prior is not None:
+        P.PRIOR_FILE = args.prior.resolve()  # what load_prior reads
+    print("prior:", P.PRIOR_FILE, P.load_prior().provenance.get("steps"), "steps", flush=True)
     torch.set_num_threads(args.threads)
     chosen = {v: VARIANTS[v] for v in args.variants.split(",")}
     sigmas = [float(v) for v in args.sigmas.split(",")]
