@@ -306,7 +306,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--final-lr", type=float, default=PretrainConfig.final_lr)
     p.add_argument("--arch", help="network, e.g. width=24,depth=3,unshuffle=1")
     p.add_argument("--seed", type=int, default=PretrainConfig.seed)
+    p.add_argument("--w2s-fraction", type=float, default=PretrainConfig.w2s_fraction,
+                   help="share of each batch drawn from the W2S noisy captures")
     args = p.parse_args(argv)
+    if not 0.0 <= args.w2s_fraction <= 1.0:
+        p.error(f"--w2s-fraction {args.w2s_fraction:g}: give a share between 0 and 1")
     torch.set_num_threads(args.threads)
     arch = dict(P.PRIOR_ARCH)
     if args.arch:
@@ -321,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = PretrainConfig(data=args.data, checkpoint_every=args.checkpoint_every,
                          validate_every=args.validate_every, max_images=args.max_images,
                          init=args.init, decay=tuple(args.decay) if args.decay else None,
-                         final_lr=args.final_lr, arch=arch, seed=args.seed)
+                         final_lr=args.final_lr, arch=arch, seed=args.seed,
+                         w2s_fraction=args.w2s_fraction)
     if args.export:
         print(f"wrote {export(args.out, args.export, cfg)}")
         return
