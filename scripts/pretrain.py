@@ -66,6 +66,9 @@ class PretrainConfig:
     init: str | None = None  # a prior file to start from (its steps and seconds carried on)
     decay: tuple[int, int] | None = None  # cosine learning-rate decay between these steps
     final_lr: float = 2.5e-5  # the learning rate at and after the decay's end
+    #: log-normal spread of the noise std the network is told on synthetic batches (the
+    #: noise itself keeps its drawn std): 0 tells it exactly; > 0 trains for estimation error
+    sigma_jitter: float = 0.0
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step``: constant, then cosine-decayed over ``decay``."""
@@ -208,6 +211,9 @@ def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_
     lo, hi = cfg.sigma_range
     s = torch.from_numpy(run.rng.uniform(lo, hi, n_n).astype(np.float32)) / 255.0
     y = clean + s.reshape(-1, 1, 1, 1) * torch.randn(clean.shape, generator=run.gen)
+    if cfg.sigma_jitter > 0:
+        s = s * torch.from_numpy(np.exp(run.rng.normal(0.0, cfg.sigma_jitter, n_n))
+                                 .astype(np.float32))
     if n_w:
         y = torch.cat([y, torch.from_numpy(w2s.sample(n_w))])
         s = torch.cat([s, torch.full((n_w,), w2s_std)])
@@ -308,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=PretrainConfig.seed)
     p.add_argument("--w2s-fraction", type=float, default=PretrainConfig.w2s_fraction,
                    help="share of each batch drawn from the W2S noisy captures")
+    p.add_argument("--sigma-jitter", type=float, default=PretrainConfig.sigma_jitter,
+                   help="log-normal spread of the noise std the network is told (synthetic)")
     args = p.parse_args(argv)
     if not 0.0 <= args.w2s_fraction <= 1.0:
         p.error(f"--w2s-fraction {args.w2s_fraction:g}: give a share between 0 and 1")
@@ -326,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
                          validate_every=args.validate_every, max_images=args.max_images,
                          init=args.init, decay=tuple(args.decay) if args.decay else None,
                          final_lr=args.final_lr, arch=arch, seed=args.seed,
-                         w2s_fraction=args.w2s_fraction)
+                         w2s_fraction=args.w2s_fraction, sigma_jitter=args.sigma_jitter)
     if args.export:
         print(f"wrote {export(args.out, args.export, cfg)}")
         return
