@@ -236,3 +236,20 @@ def test_anscombe_route_domain_takes_the_scale_factor_within_the_range():
     assert P.anscombe_model(cfg, near).scale == pytest.approx(hi)
     with pytest.raises(P.PriorRangeError):
         P.anscombe_model(cfg, 0.9 * hi)
+
+
+def test_pretrain_sigma_jitter_spreads_the_told_std_not_the_noise(tmp_path):
+    script = _script()
+    planes = [smooth_image(96, i).astype(np.float32) for i in range(2)]
+    batches = {}
+    for jitter in (0.0, 0.3):
+        cfg = script.PretrainConfig(sigma_jitter=jitter, w2s_fraction=0.0)
+        run = script.Run(cfg, tmp_path / f"run{jitter}")
+        natural = script.PatchSampler(planes, cfg.patch_size, cfg.seed)
+        batches[jitter] = script.sample_batch(run, natural, None, 0.0, 256)
+    (y0, s0), (y1, s1) = batches[0.0], batches[0.3]
+    assert torch.equal(y0, y1)  # the same patches and the same noise
+    lo, hi = script.PretrainConfig().sigma_range
+    assert float(s0.min()) >= lo / 255 - 1e-6 and float(s0.max()) <= hi / 255 + 1e-6
+    spread = float(torch.log(s1 / s0).std())
+    assert 0.2 < spread < 0.4
