@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 
 from napari_noise2score import api
+from napari_noise2score.core import prior as P
 from napari_noise2score.core.noise import NoiseParams, simulate
-from napari_noise2score.core.prior import load_prior, psnr
+from napari_noise2score.core.prior import psnr
 
 
 def run_sigma(clean: list[np.ndarray], sigma: float, finetune: list[float], scratch: float,
@@ -80,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="budgets in wall-clock seconds (default) or in training steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--prior", type=Path, help="a prior file (scripts/pretrain.py --export) "
+                   "instead of the shipped Gaussian-route one")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if args.prior is not None:  # what load_prior reads
+        P.PRIOR_FILES = {**P.PRIOR_FILES, P.GAUSSIAN_ROUTE: args.prior.resolve()}
     torch.set_num_threads(args.threads)
     files = [args.data / f"{name}.png" for name in args.images]
     missing = [str(f) for f in files if not f.is_file()]
@@ -89,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 1
     clean = [np.asarray(Image.open(f).convert("L"), dtype=np.float32) for f in files]
-    prior = load_prior().provenance
+    prior = P.load_prior(route=P.GAUSSIAN_ROUTE).provenance
     result = {"images": args.images, "threads": args.threads, "seed": args.seed,
               "unit": args.unit,
               "prior": {k: prior.get(k) for k in ("steps", "seconds", "commit")},
+              "prior_file": str(P.PRIOR_FILES[P.GAUSSIAN_ROUTE]),
               "sigmas": {f"{s:g}": run_sigma(clean, s, args.finetune, args.scratch, args.seed,
                                                    args.unit)
                          for s in args.sigmas}}

@@ -80,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", type=Path)
     p.add_argument("--kinds", default="set12,fmd,twophoton,w2s")
     p.add_argument("--sigmas", default="25,50")
-    p.add_argument("--prior", type=Path, help="another prior file (default: the shipped one)")
+    p.add_argument("--prior", type=Path, help="another prior file, for both routes (default: "
+                   "the shipped ones)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE / "results" / "wiener.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.prior is not None:
-        P.PRIOR_FILE = args.prior.resolve()
+        P.PRIOR_FILES = dict.fromkeys(P.PRIOR_FILES, args.prior.resolve())
     results = {}
     for kind in args.kinds.split(","):
         if kind == "set12":
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                           for m in sub[0] if m != "image"}
             print(key, table[key])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "prior": str(P.PRIOR_FILE),
+    files = {route: str(path) for route, path in P.PRIOR_FILES.items()}
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "prior": files,
                                     "threads": args.threads, "table": table,
                                     "images": results}, indent=1))
     return 0

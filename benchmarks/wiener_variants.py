@@ -101,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--prior", type=Path, help="a prior file (scripts/pretrain.py --export) "
-                   "instead of the shipped one")
+                   "for both routes instead of the shipped ones")
     p.add_argument("--out", type=Path, default=HERE / "results" / "wiener_variants.json")
     args = p.parse_args(argv)
-    if args.prior is not None:
-        P.PRIOR_FILE = args.prior.resolve()  # what load_prior reads
-    print("prior:", P.PRIOR_FILE, P.load_prior().provenance.get("steps"), "steps", flush=True)
+    if args.prior is not None:  # what load_prior reads
+        P.PRIOR_FILES = dict.fromkeys(P.PRIOR_FILES, args.prior.resolve())
+    for route, path in P.PRIOR_FILES.items():
+        steps = P.load_prior(route=route).provenance.get("steps")
+        print(f"prior ({route} route): {path}, {steps} steps", flush=True)
     torch.set_num_threads(args.threads)
     chosen = {v: VARIANTS[v] for v in args.variants.split(",")}
     sigmas = [float(v) for v in args.sigmas.split(",")]

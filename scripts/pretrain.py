@@ -1,4 +1,4 @@
-"""Pre-train the shipped score prior (src/napari_noise2score/weights/prior_gaussian.pt).
+"""Pre-train the shipped score priors (src/napari_noise2score/weights/prior_*.pt).
 
 Self-supervised throughout: the network only sees noisy images.
 - Train400 (clean natural images, [0, 1]) with synthetic Gaussian noise, its std drawn per
@@ -19,6 +19,13 @@ denoising path. ``--export FILE`` writes
 the checkpoint's weights with their provenance as a prior file and exits.
 
     python scripts/pretrain.py --out /work/prior-run --data ../shared/data
+
+The Anscombe route's file (``prior_anscombe.pt``) is such a run exported at 39,609 steps;
+the Gaussian route's (``prior_gaussian.pt``) continues it with a decaying learning rate:
+
+    python scripts/pretrain.py --out /work/prior-decay --data ../shared/data --seed 1 \
+        --init src/napari_noise2score/weights/prior_anscombe.pt --decay 39609 62000 \
+        --max-steps 62000
 """
 
 from __future__ import annotations

@@ -41,11 +41,37 @@ def zero_shot(noisy):
 
 
 def test_weights_ship_inside_the_package():
-    assert P.PRIOR_FILE.is_file() and ROOT / "src" in P.PRIOR_FILE.parents
-    assert P.PRIOR_FILE.stat().st_size < 8 * 2**20
-    provenance = P.load_prior().provenance
-    assert provenance["steps"] > 0 and provenance["commit"] and "Train400" in provenance["data"]
+    assert set(P.PRIOR_FILES) == {P.GAUSSIAN_ROUTE, P.ANSCOMBE_ROUTE}
+    for route, path in P.PRIOR_FILES.items():
+        assert path.is_file() and ROOT / "src" in path.parents
+        assert path.stat().st_size < 8 * 2**20
+        provenance = P.load_prior(route=route).provenance
+        assert provenance["steps"] > 0 and provenance["commit"]
+        assert "Train400" in provenance["data"]
     assert "weights/*.pt" in (ROOT / "pyproject.toml").read_text()
+    # the Gaussian route's file is the Anscombe route's, pre-trained further
+    gaussian = P.load_prior(route=P.GAUSSIAN_ROUTE).provenance
+    anscombe = P.load_prior(route=P.ANSCOMBE_ROUTE).provenance
+    assert gaussian["started_from"]["steps"] == anscombe["steps"] < gaussian["steps"]
+
+
+def _same_weights(net, prior) -> bool:
+    return all(torch.equal(v.cpu(), prior.state_dict[k]) for k, v in net.state_dict().items())
+
+
+def test_each_route_denoises_and_fine_tunes_with_its_own_prior(case):
+    gaussian = P.load_prior(route=P.GAUSSIAN_ROUTE)
+    anscombe = P.load_prior(route=P.ANSCOMBE_ROUTE)
+    unbound = api.load_model("pretrained")
+    bound, line = P.bind(unbound, [case[1][0]], sigma=25.0)
+    assert "Gaussian noise" in line and _same_weights(bound.net, gaussian)
+    assert bound.steps == gaussian.history[0]
+    counts = (np.random.default_rng(3).poisson(case[0][0] / 4) * 4.0).astype(np.float32)
+    bound, line = P.bind(unbound, [counts], gain=4.0)
+    assert "Anscombe route" in line and _same_weights(bound.net, anscombe)
+    assert bound.steps == anscombe.history[0]
+    notes = [u.text for u in finetune(case[1], max_steps=1) if isinstance(u, TrainNote)]
+    assert f"({gaussian.history[0]} pre-training steps)" in notes[0]
 
 
 def test_pretrained_denoises_offline_from_the_cli(tmp_path, case, monkeypatch, capsys):

@@ -147,7 +147,8 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, 
     click(train_w.train_button)
     assert "sigma must be > 0" in shown[-1]
     # no model (and no shipped prior): Denoise explains rather than failing
-    monkeypatch.setattr("napari_noise2score.core.prior.PRIOR_FILE", tmp_path / "absent.pt")
+    monkeypatch.setattr("napari_noise2score.core.prior.PRIOR_FILES",
+                        {"gaussian": tmp_path / "absent.pt", "anscombe": tmp_path / "absent.pt"})
     denoise_w.start_denoising()
     assert "no model" in shown[-1]
     # a file that is not a model: a notification, and still no model

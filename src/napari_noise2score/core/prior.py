@@ -11,11 +11,13 @@ at tau = the data's noise std itself (no perturbation bias: ``final_sigma_a = 0`
 After the generalized-Anscombe route, every regime the prior serves is Gaussian noise of a
 known std in the network's domain; until then it serves Gaussian noise only and refuses the
 rest with one line (``PriorRangeError``).
+
+Two files of the same network ship, one per route (``PRIOR_FILES``): Gaussian noise is
+denoised with one, Poisson-type noise after the transform with the other.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +37,15 @@ from .noise import GAUSSIAN, NOISE_TYPES, model_for, noise_model
 from .stack import intensity_scale
 
 PRIOR_FORMAT = "napari-noise2score-prior"
-PRIOR_FILE = Path(__file__).resolve().parent.parent / "weights" / "prior_gaussian.pt"
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+#: The routes the shipped priors serve: Gaussian noise as it is, and Poisson-type noise as
+#: Gaussian noise of std 1 after the generalized Anscombe transform.
+GAUSSIAN_ROUTE, ANSCOMBE_ROUTE = "gaussian", "anscombe"
+#: One shipped prior per route, by measurement (docs/algorithm.md, "One prior per route"):
+#: the same network and recipe, the Gaussian one pre-trained further with a decaying
+#: learning rate, which fits exact Gaussian noise better and the transformed real noise worse.
+PRIOR_FILES = {GAUSSIAN_ROUTE: WEIGHTS / "prior_gaussian.pt",
+               ANSCOMBE_ROUTE: WEIGHTS / "prior_anscombe.pt"}
 #: The network of the shipped prior (the project's CPU network plus the noise channel).
 PRIOR_ARCH = {"width": 24, "depth": 3, "unshuffle": 2}
 #: Noise std the prior serves, in scaled intensities (8-bit data: sigma 5 to 75 grey levels).
@@ -144,9 +154,10 @@ def save_prior(path: str | Path, net: ConditionedUNet, provenance: dict[str, Any
     return path
 
 
-def load_prior(path: str | Path | None = None) -> Prior:
-    """Read the shipped prior (or a prior file written by ``save_prior``), offline."""
-    path = Path(path) if path is not None else PRIOR_FILE
+def load_prior(path: str | Path | None = None, route: str = ANSCOMBE_ROUTE) -> Prior:
+    """Read the shipped prior of ``route`` (or a prior file written by ``save_prior``),
+    offline."""
+    path = Path(path) if path is not None else PRIOR_FILES[route]
     if not path.is_file():
         raise ModelFileError(f"the pretrained prior is missing from the installation ({path})")
     try:
@@ -161,7 +172,7 @@ def load_prior(path: str | Path | None = None) -> Prior:
 
 
 def prior_available() -> bool:
-    return PRIOR_FILE.is_file()
+    return all(path.is_file() for path in PRIOR_FILES.values())
 
 
 def psnr(clean: np.ndarray, estimate: np.ndarray, peak: float = 255.0) -> float:
@@ -188,7 +199,7 @@ def model_from_net(net: ConditionedUNet, sigma: float, scale: float, steps: int 
 
 def pretrained_model(sigma: float, scale: float = 255.0, device: str = "cpu", **options):
     """The shipped prior as a ready model for Gaussian noise ``sigma`` on data of ``scale``."""
-    prior = load_prior()
+    prior = load_prior(route=GAUSSIAN_ROUTE)
     return model_from_net(prior.network().to(device), sigma, scale, *prior.history, **options)
 
 
@@ -201,7 +212,7 @@ def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, ste
     scale = max(scale * ANSCOMBE_SCALE, min(scale, 1.0 / TAU_RANGE[1]))  # within the range
     check_noise_std(1.0 / scale, "the noise std after the Anscombe transform")
     if net is None:
-        prior = load_prior()
+        prior = load_prior(route=ANSCOMBE_ROUTE)
         net, (steps, seconds) = prior.network(), prior.history
     cfg = replace(config, network="conditioned", init=PRETRAINED, decorrelate=1, **_arch(net))
     return _model(cfg, net, scale, steps, seconds)
@@ -209,7 +220,7 @@ def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, ste
 
 def unbound_model(device: str = "cpu"):
     """The shipped prior as a model whose noise is not known yet (``noise="auto"``): bind it
-    to the data with ``bind`` before denoising."""
+    to the data with ``bind`` before denoising, which takes the prior of the noise's route."""
     prior = load_prior()
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
                          **prior.arch)
@@ -220,12 +231,19 @@ def is_unbound(model) -> bool:
     return model.conditioned and model.config.noise == AUTO
 
 
+def _route_net(model, route: str) -> tuple[ConditionedUNet, int, float]:
+    """The shipped prior of ``route``: its network on ``model``'s device, steps, seconds."""
+    prior = load_prior(route=route)
+    return prior.network().to(next(model.net.parameters()).device), *prior.history
+
+
 def bind(model, planes, sigma: float | None = None, gain: float | None = None,
          shape: float | None = None, offset: float = 0.0):
-    """The prior ``model`` ready for the data ``planes`` (a sample of 2D planes): Gaussian
-    noise ``sigma``, or Poisson-type noise of ``gain`` (read noise ``sigma``) on the Anscombe
-    route (input units; estimated from the planes when neither is given), at the planes'
-    intensity scale. Returns (model, a line saying what noise it denoises)."""
+    """The unbound prior ``model`` ready for the data ``planes`` (a sample of 2D planes):
+    the shipped prior of the route, for Gaussian noise ``sigma``, or Poisson-type noise of
+    ``gain`` (read noise ``sigma``) on the Anscombe route (input units; estimated from the
+    planes when neither is given), at the planes' intensity scale, on ``model``'s device and
+    with its options. Returns (model, a line saying what noise it denoises)."""
     if shape is not None:
         check_noise_model(model_for(shape=shape))
     how, noise = "given", None
@@ -249,14 +267,13 @@ def bind(model, planes, sigma: float | None = None, gain: float | None = None,
         config = TrainConfig(**noise, transform="anscombe", per_plane_noise=how == "estimated",
                              **options)
         scale = planewise.transformed_scale(planewise.transformed_planes(config, planes)[0])
-        bound = anscombe_model(config, scale, copy.deepcopy(model.net), model.steps,
-                               model.seconds)
+        bound = anscombe_model(config, scale, *_route_net(model, ANSCOMBE_ROUTE))
         read = f", read noise {noise['sigma']:.4g}" if noise["sigma"] else ""
         return bound, (f"pretrained prior: {noise['noise']} noise, gain {noise['gain']:.4g}"
                        f"{read}, offset {noise['offset']:.4g} ({how}; Anscombe route)")
     scale = intensity_scale(list(planes))
-    bound = model_from_net(copy.deepcopy(model.net), sigma, scale, model.steps, model.seconds,
-                           **options)
+    net, steps, seconds = _route_net(model, GAUSSIAN_ROUTE)
+    bound = model_from_net(net, sigma, scale, steps, seconds, **options)
     return bound, f"pretrained prior: Gaussian noise sigma = {sigma:.4g} ({how})"
 
 
