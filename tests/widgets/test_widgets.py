@@ -5,6 +5,7 @@ import pytest
 from napari.utils import progress
 
 from helpers import PLUGIN, psnr, smooth_image, tiny_model
+from napari_noise2score.core import prior
 from napari_noise2score.widgets import DenoiseWidget, TrainWidget
 from napari_noise2score.widgets.denoise_widget import IN_PLACE, NEW_LAYER
 from napari_noise2score.widgets.train_widget import NOISE_FIELDS
@@ -147,8 +148,8 @@ def test_bad_layers_give_a_notification_not_a_crash(viewer_with_widgets, qtbot, 
     click(train_w.train_button)
     assert "sigma must be > 0" in shown[-1]
     # no model (and no shipped prior): Denoise explains rather than failing
-    monkeypatch.setattr("napari_noise2score.core.prior.PRIOR_FILES",
-                        {"gaussian": tmp_path / "absent.pt", "anscombe": tmp_path / "absent.pt"})
+    absent = dict.fromkeys(prior.PRIOR_FILES, tmp_path / "absent.pt")
+    monkeypatch.setattr(prior, "PRIOR_FILES", absent)
     denoise_w.start_denoising()
     assert "no model" in shown[-1]
     # a file that is not a model: a notification, and still no model

@@ -220,8 +220,9 @@ def anscombe_model(config, scale: float, net: ConditionedUNet | None = None, ste
 
 def unbound_model(device: str = "cpu"):
     """The shipped prior as a model whose noise is not known yet (``noise="auto"``): bind it
-    to the data with ``bind`` before denoising, which takes the prior of the noise's route."""
-    prior = load_prior()
+    to the data with ``bind`` before denoising, which takes the prior of the noise's route
+    (this model's network carries the size, pre-training history and device only)."""
+    prior = load_prior(route=ANSCOMBE_ROUTE)
     config = TrainConfig(noise=AUTO, network="conditioned", init=PRETRAINED, decorrelate=1,
                          **prior.arch)
     return _model(config, prior.network(), 1.0, *prior.history).to(device)
