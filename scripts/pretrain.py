@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not 0.0 <= args.w2s_fraction <= 1.0:
         p.error(f"--w2s-fraction {args.w2s_fraction:g}: give a share between 0 and 1")
+    if not args.sigma_jitter >= 0.0:
+        p.error(f"--sigma-jitter {args.sigma_jitter:g}: give a spread of 0 or more")
     torch.set_num_threads(args.threads)
     arch = dict(P.PRIOR_ARCH)
     if args.arch:

@@ -279,3 +279,12 @@ def test_pretrain_sigma_jitter_spreads_the_told_std_not_the_noise(tmp_path):
     assert float(s0.min()) >= lo / 255 - 1e-6 and float(s0.max()) <= hi / 255 + 1e-6
     spread = float(torch.log(s1 / s0).std())
     assert 0.2 < spread < 0.4
+
+
+def test_pretrain_refuses_a_negative_sigma_jitter_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--out", str(tmp_path / "run"), "--sigma-jitter", "-0.1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--sigma-jitter -0.1: give a spread of 0 or more")
+    assert not (tmp_path / "run").exists()
