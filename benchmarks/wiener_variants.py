@@ -5,7 +5,10 @@ zero-shot, bound to each model group's estimated noise (as ``denoise --model pre
 (1.25 / 2 x sigma), ``g32`` (32 blocks per group), ``r16`` (search radius 16), ``iter2`` (the
 step applied twice, its first output the second's pilot), ``b6s2`` / ``b6s3`` / ``b8s2``
 (block side 6 or 8, reference step 2 or 3) or ``avg86`` / ``avg8_6s2`` / ``avg8_10`` (the mean
-of the shipped step and one with 6 x 6 blocks, 6 x 6 at step 2, or 10 x 10 blocks).
+of the shipped step and one with 6 x 6 blocks, 6 x 6 at step 2, or 10 x 10 blocks),
+``ht30`` / ``ht50`` / ``htonly`` (the step on a pilot mixed with 0.3 / 0.5 / 1 of BM3D's own
+hard-thresholding stage, the ``bm3d`` package at the same sigma) or ``out10`` / ``out20`` /
+``out35`` (the step's output mixed with 0.1 / 0.2 / 0.35 of the network's Tweedie estimate).
 Development only: PSNR in dB, seconds per
 image and the intensity-matched PSNR (``lowphoton.matched_psnr``) per variant (2 threads; not
 timed on an idle machine unless run alone), on the images of ``benchmarks/lowphoton.py``
@@ -60,6 +63,33 @@ VARIANTS = {  # called as inference calls the step: (noisy, pilot, sigma, origin
                                                  + _refine(y, x, s, o, block=10, shrink=shrink)),
 }
 
+
+
+def _bm3d_first_stage(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """BM3D's hard-thresholding stage of ``y`` (the last one computed is reused)."""
+    import bm3d
+
+    key = (hashlib.sha1(y.numpy().tobytes()).hexdigest(), sigma)
+    if _first_stage.get("key") != key:
+        out = bm3d.bm3d(y.numpy().astype(np.float64), sigma_psd=sigma,
+                        stage_arg=bm3d.BM3DStages.HARD_THRESHOLDING)
+        _first_stage.update(key=key, out=torch.from_numpy(np.asarray(out, np.float32)))
+    return _first_stage["out"]
+
+
+def _pilot_mix(a: float):
+    return lambda y, x, s, o, shrink: _refine(
+        y, (1 - a) * x + a * _bm3d_first_stage(y, s), s, o, shrink=shrink)
+
+
+def _output_mix(a: float):
+    return lambda y, x, s, o, shrink: (1 - a) * _refine(y, x, s, o, shrink=shrink) + a * x
+
+
+_first_stage: dict = {}
+VARIANTS.update({"ht30": _pilot_mix(0.3), "ht50": _pilot_mix(0.5), "htonly": _pilot_mix(1.0),
+                 "out10": _output_mix(0.1), "out20": _output_mix(0.2),
+                 "out35": _output_mix(0.35)})
 _network_on = inference.network_on
 _outputs: dict = {}
 

@@ -6,7 +6,13 @@ Self-supervised throughout: the network only sees noisy images.
 - W2S noisy captures FOV 1-50 (real wide-field microscopy), each moved into a unit-noise
   domain with the generalized Anscombe transform of its own estimated gain, read noise and
   offset, then all divided by one constant so they span about [0, 1]: Gaussian-like noise
-  of one known std (``w2s_fraction`` of each batch).
+  of one known std (``w2s_fraction`` of each batch);
+- optionally (``photon_fraction``, off by default) Train400 patches as synthetic low-photon
+  8-bit captures (peak photons log-uniform in ``photon_range``, Poisson counts with a
+  photomultiplier's Gamma-spread amplitude on half of them, read noise, offset, rounding,
+  clipping at 0 and 255), moved through the GAT of their own effective gain, read noise and
+  offset and scaled as the plugin's Anscombe route scales a plane: the transformed noise as
+  it really is at a few photons per pixel, not exact Gaussian noise.
 Each item is perturbed by ratio * its noise std, ratio uniform in ``prior.RATIO_RANGE``, and
 the noise-conditioned network learns the score at the total std (``prior.conditioned_loss``).
 
@@ -76,6 +82,9 @@ class PretrainConfig:
     #: log-normal spread of the noise std the network is told on synthetic batches (the
     #: noise itself keeps its drawn std): 0 tells it exactly; > 0 trains for estimation error
     sigma_jitter: float = 0.0
+    #: share of each batch drawn as synthetic low-photon captures after the GAT (0: none)
+    photon_fraction: float = 0.0
+    photon_range: tuple[float, float] = (6.0, 200.0)  # peak photons per pixel
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step``: constant, then cosine-decayed over ``decay``."""
@@ -97,6 +106,36 @@ def gat(y: np.ndarray, gain: float, sigma: float, offset: float) -> np.ndarray:
     """Generalized Anscombe transform: Poisson-Gaussian noise to std about 1."""
     arg = gain * (y - offset) + 0.375 * gain * gain + sigma * sigma
     return (2.0 / gain) * np.sqrt(np.maximum(arg, 0.0))
+
+
+def photon_patches(clean: np.ndarray, cfg: PretrainConfig,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Clean patches (n, 1, h, w) in [0, 1] as low-photon 8-bit captures after the GAT of
+    their effective noise, each divided by the plugin's Anscombe-route scale of its capture
+    (``prior.ANSCOMBE_SCALE`` x the transformed peak): the patches and their noise std."""
+    n = clean.shape[0]
+    lo, hi = np.log(cfg.photon_range)
+    out = np.empty_like(clean)
+    std = np.empty(n, np.float32)
+    s_lo, s_hi = P.TAU_RANGE
+    for i in range(n):
+        photons = float(np.exp(rng.uniform(lo, hi)))
+        gain = rng.uniform(0.4, 1.0) * 230.0 / photons  # grey levels per photon
+        read, offset = rng.uniform(1.0, 15.0), rng.uniform(0.0, 25.0)
+        counts = rng.poisson(clean[i, 0].astype(np.float64) * photons)
+        if rng.random() < 0.5:  # a photomultiplier: Gamma(k, gain / k) per photon
+            k = rng.uniform(1.0, 4.0)
+            amp = np.where(counts > 0, rng.gamma(np.maximum(counts * k, 1e-12), gain / k), 0.0)
+            g_eff = gain * (1.0 + 1.0 / k)
+        else:
+            amp, g_eff = gain * counts, gain
+        y = np.clip(np.rint(amp + offset + read * rng.standard_normal(counts.shape)), 0, 255)
+        t = gat(y, g_eff, read, offset)
+        top = float(gat(np.array(min(offset + gain * photons, 255.0)), g_eff, read, offset))
+        scale = max(P.ANSCOMBE_SCALE * top, 1.0 / s_hi)
+        out[i, 0] = t / scale
+        std[i] = 1.0 / scale
+    return out, std
 
 
 def load_w2s(cfg: PretrainConfig) -> tuple[list[np.ndarray], float]:
@@ -213,7 +252,8 @@ def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_
     """``n`` noisy patches and their noise std per item."""
     cfg = run.cfg
     n_w = int(round(n * cfg.w2s_fraction)) if w2s is not None else 0
-    n_n = n - n_w
+    n_p = int(round(n * cfg.photon_fraction))
+    n_n = n - n_w - n_p
     clean = torch.from_numpy(natural.sample(n_n))
     lo, hi = cfg.sigma_range
     s = torch.from_numpy(run.rng.uniform(lo, hi, n_n).astype(np.float32)) / 255.0
@@ -224,6 +264,10 @@ def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_
     if n_w:
         y = torch.cat([y, torch.from_numpy(w2s.sample(n_w))])
         s = torch.cat([s, torch.full((n_w,), w2s_std)])
+    if n_p:
+        patches, std = photon_patches(natural.sample(n_p), cfg, run.rng)
+        y = torch.cat([y, torch.from_numpy(patches)])
+        s = torch.cat([s, torch.from_numpy(std)])
     return y, s
 
 
@@ -323,9 +367,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="share of each batch drawn from the W2S noisy captures")
     p.add_argument("--sigma-jitter", type=float, default=PretrainConfig.sigma_jitter,
                    help="log-normal spread of the noise std the network is told (synthetic)")
+    p.add_argument("--photon-fraction", type=float, default=PretrainConfig.photon_fraction,
+                   help="share of each batch drawn as synthetic low-photon captures (GAT)")
     args = p.parse_args(argv)
     if not 0.0 <= args.w2s_fraction <= 1.0:
         p.error(f"--w2s-fraction {args.w2s_fraction:g}: give a share between 0 and 1")
+    if not 0.0 <= args.photon_fraction <= 1.0 - args.w2s_fraction:
+        p.error(f"--photon-fraction {args.photon_fraction:g}: give a share between 0 and "
+                f"{1.0 - args.w2s_fraction:g} (1 - the W2S share)")
     if not args.sigma_jitter >= 0.0:
         p.error(f"--sigma-jitter {args.sigma_jitter:g}: give a spread of 0 or more")
     torch.set_num_threads(args.threads)
@@ -343,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
                          validate_every=args.validate_every, max_images=args.max_images,
                          init=args.init, decay=tuple(args.decay) if args.decay else None,
                          final_lr=args.final_lr, arch=arch, seed=args.seed,
-                         w2s_fraction=args.w2s_fraction, sigma_jitter=args.sigma_jitter)
+                         w2s_fraction=args.w2s_fraction, sigma_jitter=args.sigma_jitter,
+                         photon_fraction=args.photon_fraction)
     if args.export:
         print(f"wrote {export(args.out, args.export, cfg)}")
         return

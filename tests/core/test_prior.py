@@ -288,3 +288,33 @@ def test_pretrain_refuses_a_negative_sigma_jitter_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("--sigma-jitter -0.1: give a spread of 0 or more")
     assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_photon_patches_carry_the_noise_std_they_are_told(tmp_path):
+    """The low-photon source: 8-bit captures of flat patches, after the GAT of their own
+    effective noise and the Anscombe route's scale, have the std they are told (within the
+    sampling spread) and a std inside the prior's range; the batch holds its share."""
+    script = _script()
+    cfg = script.PretrainConfig(photon_fraction=0.25, w2s_fraction=0.0)
+    flat = np.full((48, 1, 64, 64), 0.5, np.float32)
+    patches, std = script.photon_patches(flat, cfg, np.random.default_rng(0))
+    measured = patches.reshape(48, -1).std(axis=1)
+    assert np.all(np.abs(measured / std - 1.0) < 0.12)
+    lo, hi = P.TAU_RANGE
+    assert float(std.min()) >= lo - 1e-6 and float(std.max()) <= hi + 1e-6
+    run = script.Run(cfg, tmp_path / "run")
+    planes = [smooth_image(96, i).astype(np.float32) for i in range(2)]
+    natural = script.PatchSampler(planes, cfg.patch_size, cfg.seed)
+    y, s = script.sample_batch(run, natural, None, 0.0, 16)
+    assert y.shape[0] == 16 and s.shape == (16,)
+    assert float(s.max()) <= hi + 1e-6
+
+
+def test_pretrain_refuses_a_photon_share_beyond_the_batch_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--out", str(tmp_path / "run"), "--photon-fraction", "0.9"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--photon-fraction 0.9: give a share between 0 and 0.8 "
+                            "(1 - the W2S share)")
+    assert not (tmp_path / "run").exists()
