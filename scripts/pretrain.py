@@ -336,7 +336,10 @@ def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
         "data": (f"Train400 (clean, synthetic Gaussian noise sigma {cfg.sigma_range[0]:g}-"
                  f"{cfg.sigma_range[1]:g}/255) and W2S noisy FOV {cfg.w2s_fovs[0]}-"
                  f"{cfg.w2s_fovs[1]} after the GAT ({cfg.w2s_fraction:g} of each batch); "
-                 "self-supervised (AR-DAE, noisy images only)"),
+                 + (f"Train400 as synthetic low-photon captures, peak {cfg.photon_range[0]:g}-"
+                    f"{cfg.photon_range[1]:g} photons, after their GAT "
+                    f"({cfg.photon_fraction:g} of each batch); " if cfg.photon_fraction else "")
+                 + "self-supervised (AR-DAE, noisy images only)"),
         "steps": run.step, "seconds": round(run.seconds, 1), "commit": commit(),
         "config": asdict(cfg), "validation": lines[-1] if lines else None,
         "hardware": "1 CPU core (taskset -c 0, 1 torch thread)",
