@@ -13,11 +13,9 @@ PSNR (``lowphoton.metrics``), per kind and per image.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_noise2score import denoise, train
@@ -68,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 print(kind, row, flush=True)
             results.setdefault(kind, []).extend(rows)
-    table = {kind: {s: [round(float(np.mean([r[s][i] for r in rows])), 3) for i in (0, 1)]
-                    for s in rows[0] if s != "image"} for kind, rows in results.items()}
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "table": table,
-                                    "images": results}, indent=1))
+    L.write_variant_results(args.out, results, 2)
     return 0
 
 

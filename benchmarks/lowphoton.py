@@ -282,6 +282,19 @@ def run_n2v(peers_python: str, path: Path | None, noisy: np.ndarray, clean: np.n
         return {**metrics(clean, tifffile.imread(out)), "seconds": took}
 
 
+def write_variant_results(path: Path, results: dict[str, list[dict]], fields: int) -> dict:
+    """Print and write (with the command) the per-label means of each variant's first
+    ``fields`` figures, from rows {"image": name, variant: (figure, ...)}; the means."""
+    table = {label: {v: [round(float(np.mean([r[v][i] for r in rows])), 3)
+                         for i in range(fields)] for v in rows[0] if v != "image"}
+             for label, rows in results.items()}
+    print(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"command": " ".join(sys.argv), "table": table,
+                                "images": results}, indent=1))
+    return table
+
+
 def summarise(results: dict[str, list[dict]]) -> dict:
     """Per kind and method: mean PSNR/SSIM/seconds, and the worst gain over noisy."""
     table = {}

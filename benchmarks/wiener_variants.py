@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -166,12 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["bm3d"] = (m["psnr"], took, m["psnr_matched"])
             results.setdefault(label, []).append(row)
             print(label, row, flush=True)
-    table = {label: {v: [round(float(np.mean([r[v][i] for r in rows])), 3) for i in (0, 1, 2)]
-                     for v in rows[0] if v != "image"} for label, rows in results.items()}
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "table": table,
-                                    "images": results}, indent=1))
+    L.write_variant_results(args.out, results, 3)
     return 0
 
 
