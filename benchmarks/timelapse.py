@@ -38,11 +38,8 @@ sys.path.insert(0, str(HERE))
 from lowphoton import _read, peer_bm3d  # noqa: E402
 
 
-def leave_one_out_psnr(frames: np.ndarray, t: int, x: np.ndarray) -> float:
-    """PSNR (0-255) of ``x`` against the mean of every frame but ``t``."""
-    others = np.delete(frames, t, axis=0).mean(axis=0)
-    mse = float(np.mean((x.astype(np.float64) - others) ** 2))
-    return 10.0 * np.log10(255.0**2 / mse)
+def mse(x: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.mean((x.astype(np.float64) - reference) ** 2))
 
 
 def noise_variance(frame: np.ndarray, cfg) -> float:
@@ -82,23 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     bind_s = time.perf_counter() - t0
     rows = []
     for t, frame in enumerate(frames):
-        row: dict = {"frame": paths[t].stem,
-                     "noisy": {"psnr": leave_one_out_psnr(stack, t, frame), "seconds": 0.0}}
+        others = np.delete(stack, t, axis=0).mean(axis=0)  # this frame's reference
+        own = config_for_plane(cfg, frame)  # the noise n2s denoises the frame with
+        errors = {"noisy": mse(frame, others)}
+        seconds = {"noisy": 0.0}
         for label, model, share in (("prior zero-shot", zero_shot, bind_s / len(frames)),
                                     ("n2s auto", auto, train_s / len(frames))):
             s0 = time.perf_counter()
-            out = denoise(frame, model)
-            row[label] = {"psnr": leave_one_out_psnr(stack, t, out),
-                          "seconds": share + time.perf_counter() - s0}
+            errors[label] = mse(denoise(frame, model), others)
+            seconds[label] = share + time.perf_counter() - s0
         s0 = time.perf_counter()
-        bm = peer_bm3d(frame, config_for_plane(cfg, frame))  # as n2s denoises the frame
-        row["gat+bm3d"] = {"psnr": leave_one_out_psnr(stack, t, bm),
-                           "seconds": time.perf_counter() - s0}
-        own = config_for_plane(cfg, frame)
-        added = 255.0**2 / 10 ** (row["noisy"]["psnr"] / 10) - noise_variance(frame, own)
-        for v in row.values():
-            if isinstance(v, dict):
-                v["psnr_estimated"] = to_psnr(255.0**2 / 10 ** (v["psnr"] / 10) - added)
+        errors["gat+bm3d"] = mse(peer_bm3d(frame, own), others)
+        seconds["gat+bm3d"] = time.perf_counter() - s0
+        added = errors["noisy"] - noise_variance(frame, own)
+        row: dict = {"frame": paths[t].stem}
+        for label, err in errors.items():
+            row[label] = {"psnr": to_psnr(err), "psnr_estimated": to_psnr(err - added),
+                          "seconds": seconds[label]}
         rows.append(row)
         print(f"  frame {row['frame']}: " + ", ".join(
             f"{k} {v['psnr']:.2f}" for k, v in row.items() if isinstance(v, dict)), flush=True)

@@ -61,7 +61,7 @@ VARIANTS = {  # called as inference calls the step: (noisy, pilot, sigma, origin
     "avg8_10": lambda y, x, s, o, shrink: 0.5 * (_refine(y, x, s, o, shrink=shrink)
                                                  + _refine(y, x, s, o, block=10, shrink=shrink)),
 }
-
+_first_stage: dict = {}  # the last hard-thresholding stage computed: its key and output
 
 
 def _bm3d_first_stage(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -85,7 +85,6 @@ def _output_mix(a: float):
     return lambda y, x, s, o, shrink: (1 - a) * _refine(y, x, s, o, shrink=shrink) + a * x
 
 
-_first_stage: dict = {}
 VARIANTS.update({"ht30": _pilot_mix(0.3), "ht50": _pilot_mix(0.5), "htonly": _pilot_mix(1.0),
                  "out10": _output_mix(0.1), "out20": _output_mix(0.2),
                  "out35": _output_mix(0.35)})

@@ -117,7 +117,7 @@ def photon_patches(clean: np.ndarray, cfg: PretrainConfig,
     lo, hi = np.log(cfg.photon_range)
     out = np.empty_like(clean)
     std = np.empty(n, np.float32)
-    s_lo, s_hi = P.TAU_RANGE
+    s_hi = P.TAU_RANGE[1]
     for i in range(n):
         photons = float(np.exp(rng.uniform(lo, hi)))
         gain = rng.uniform(0.4, 1.0) * 230.0 / photons  # grey levels per photon
