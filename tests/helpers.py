@@ -145,3 +145,56 @@ def record_case(category: str, outcome: str) -> str:
     counts = CAMPAIGN.setdefault(category, dict.fromkeys(OUTCOMES, 0))
     counts[outcome] += 1
     return outcome
+
+
+# ---- the GUI thread's responsiveness --------------------------------------------------
+class EventLoopWatch:
+    """Ticks of a 10 ms QTimer on the GUI thread, with a watchdog that names each stall's
+    cause: every tick re-arms ``faulthandler.dump_traceback_later``, whose C thread (it
+    needs no GIL) writes every Python thread's stack when the next tick is ``dump_after``
+    seconds late. The k-th dump belongs to the k-th gap longer than ``dump_after``."""
+
+    def __init__(self, dump_after: float = 0.08) -> None:
+        import tempfile
+
+        self.dump_after = dump_after
+        self.ticks: list[float] = []
+        self._file = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the watchdog writes to it
+        self._timer = None
+
+    def _tick(self) -> None:
+        import faulthandler
+        import time
+
+        self.ticks.append(time.perf_counter())
+        faulthandler.cancel_dump_traceback_later()
+        faulthandler.dump_traceback_later(self.dump_after, file=self._file)
+
+    def start(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self._timer = QTimer()
+        self._timer.timeout.connect(self._tick)
+        self._timer.start(10)
+
+    def stop(self) -> None:
+        import faulthandler
+
+        self._timer.stop()
+        faulthandler.cancel_dump_traceback_later()
+
+    def stacks_at(self, gap_index: int, lines: int = 25) -> str:
+        """The stacks written during gap ``gap_index`` (an index into ``np.diff(ticks)``),
+        pytest's own frames left out; '' when that gap was too short to dump."""
+        gaps = np.diff(np.asarray(self.ticks))
+        if gaps[gap_index] <= self.dump_after:
+            return ""
+        k = int((gaps[:gap_index] > self.dump_after).sum())
+        self._file.seek(0)
+        dumps = self._file.read().split("Timeout (")[1:]
+        if k >= len(dumps):
+            return ""
+        kept = [ln for ln in dumps[k].splitlines()[1:]
+                if "site-packages/_pytest" not in ln and "site-packages/pluggy" not in ln
+                and "<frozen runpy>" not in ln]
+        return "\n".join(kept[:lines])
