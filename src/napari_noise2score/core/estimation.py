@@ -29,6 +29,10 @@ from .noise import NoiseParams
 
 WINDOW = 8  # window side, in 2x2 blocks (16 x 16 pixels)
 MIN_WINDOWS = 30
+#: The data's maximum counts as a saturation level when at least this share of the pixels
+#: sits on it: a window holding one such pixel is left out (clipping shrinks its variance
+#: long before its mean nears the maximum).
+SATURATED_SHARE = 5e-4
 #: Above this neighbour correlation the noise is treated as correlated: estimated again, and
 #: denoised, on sub-images of every second pixel (lag-2 correlation is far smaller).
 CORRELATED = 0.2
@@ -74,8 +78,10 @@ class NoiseEstimate:
         return f"{text}; {self.note}" if self.note else text
 
 
-def _block_stats(plane: np.ndarray, lag: int) -> tuple[np.ndarray, ...]:
-    """Per-window mean, noise variance (diagonal detail) and structure ratio at pixel lag."""
+def _block_stats(plane: np.ndarray, lag: int,
+                 ceiling: float | None = None) -> tuple[np.ndarray, ...]:
+    """Per-window mean, noise variance (diagonal detail), structure and the number of its
+    pixels at or above ``ceiling`` (a saturation level; None: 0), at pixel lag."""
     p = plane.astype(np.float64)
     h = (p.shape[0] // (2 * lag)) * 2 * lag
     w = (p.shape[1] // (2 * lag)) * 2 * lag
@@ -85,13 +91,15 @@ def _block_stats(plane: np.ndarray, lag: int) -> tuple[np.ndarray, ...]:
     mean = (a + b + c + d) / 4
     diag = ((a - b - c + d) / 2) ** 2
     struct = (((a + b - c - d) / 2) ** 2 + ((a - b + c - d) / 2) ** 2) / 2
+    at_ceiling = (sum((x >= ceiling).astype(np.float64) for x in (a, b, c, d))
+                  if ceiling is not None else np.zeros_like(mean))
     wh, ww = mean.shape[0] // WINDOW, mean.shape[1] // WINDOW
 
     def pool(x: np.ndarray) -> np.ndarray:
         x = x[: wh * WINDOW, : ww * WINDOW]
         return x.reshape(wh, WINDOW, ww, WINDOW).mean(axis=(1, 3)).ravel()
 
-    return pool(mean), pool(diag), pool(struct)
+    return pool(mean), pool(diag), pool(struct), pool(at_ceiling) * WINDOW * WINDOW
 
 
 def _sub(p: np.ndarray, lag: int, i: int, j: int) -> np.ndarray:
@@ -99,8 +107,10 @@ def _sub(p: np.ndarray, lag: int, i: int, j: int) -> np.ndarray:
     return p[i * lag :: 2 * lag, j * lag :: 2 * lag]
 
 
-def _window_stats(planes: Sequence[np.ndarray], lag: int) -> tuple[np.ndarray, ...]:
-    stats = [_block_stats(p, lag) for p in planes if min(p.shape) >= 2 * lag * WINDOW]
+def _window_stats(planes: Sequence[np.ndarray], lag: int,
+                  ceiling: float | None = None) -> tuple[np.ndarray, ...]:
+    stats = [_block_stats(p, lag, ceiling) for p in planes
+             if min(p.shape) >= 2 * lag * WINDOW]
     if not stats:
         raise Noise2ScoreError(f"the image is too small to estimate noise from (at least "
                                f"{2 * lag * WINDOW} x {2 * lag * WINDOW} pixels)")
@@ -216,13 +226,22 @@ def _sample_planes(images, max_planes: int) -> list[np.ndarray]:
     return planes
 
 
+def saturation_level(planes: Sequence[np.ndarray]) -> float | None:
+    """The planes' maximum where it is a saturation level (``SATURATED_SHARE``), else None."""
+    hi = max(float(p.max()) for p in planes)
+    on = sum(int(np.count_nonzero(p == hi)) for p in planes)
+    return hi if on >= SATURATED_SHARE * sum(p.size for p in planes) else None
+
+
 def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
     """The best-fitting noise model of the planes' smooth windows."""
-    mean, var, struct = _window_stats(planes, 1)
+    ceiling = saturation_level(planes)
+    mean, var, struct, saturated = _window_stats(planes, 1, ceiling)
     # saturated or clipped windows carry no noise information
     lo, hi = min(float(p.min()) for p in planes), max(float(p.max()) for p in planes)
     span = hi - lo
-    valid = (mean > lo + 0.002 * span) & (mean < hi - 0.02 * span) & (var > 0)
+    valid = ((mean > lo + 0.002 * span) & (mean < hi - 0.02 * span) & (var > 0)
+             & (saturated == 0))
     integer = all(np.issubdtype(p.dtype, np.integer) for p in planes)
     # correlated noise lifts the horizontal/vertical detail above the diagonal one: try the
     # strict flatness test and one relaxed by the typical excess; keep the better fit
@@ -231,7 +250,7 @@ def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
     for factor in sorted({1.0, excess}):
         keep = _flat_windows(mean, var, struct, valid, factor)
         if keep.sum() >= MIN_WINDOWS:
-            fits.append(_fit(planes, mean, var, keep, lo, integer))
+            fits.append(_fit(planes, mean, var, keep, lo, integer, ceiling))
     if not fits:
         raise Noise2ScoreError(f"too few smooth, unsaturated regions to estimate the noise from "
                                f"({len(mean)} windows looked at); give the noise parameters "
@@ -239,14 +258,15 @@ def _estimate(planes: Sequence[np.ndarray]) -> NoiseEstimate:
     return max(fits, key=lambda e: e.quality)
 
 
-def _fit(planes, mean, var, keep, lo: float, integer: bool) -> NoiseEstimate:
+def _fit(planes, mean, var, keep, lo: float, integer: bool,
+         ceiling: float | None = None) -> NoiseEstimate:
     """The noise model that best explains the chosen windows' variance against their mean."""
     m, v, n = _binned(mean[keep], var[keep])
     n_win = int(keep.sum())
     if len(m) < 3:
         return _gaussian(float(np.median(var[keep])), 0.0, 0.0, n_win,
                          "too little intensity range to tell noise models apart")
-    correlation = _correlation(planes, m, v)
+    correlation = _correlation(planes, m, v, ceiling)
     # correlated noise hides from the 1-pixel detail: rescale by the lag-2 ratio
     inflate = 1 / max(1 - 2 * correlation, 0.2) if correlation > 0.05 else 1.0
     v = v * inflate
@@ -278,13 +298,15 @@ def _gaussian(var: float, correlation: float, quality: float, n: int, note: str)
                          quality, n, note)
 
 
-def _correlation(planes: Sequence[np.ndarray], m1: np.ndarray, v1: np.ndarray) -> float:
-    """Neighbour correlation of the noise: 1-pixel vs 2-pixel diagonal detail, flat regions."""
+def _correlation(planes: Sequence[np.ndarray], m1: np.ndarray, v1: np.ndarray,
+                 ceiling: float | None = None) -> float:
+    """Neighbour correlation of the noise: 1-pixel vs 2-pixel diagonal detail, flat regions
+    (unsaturated ones, as for the 1-pixel detail)."""
     try:
-        mean2, var2, struct2 = _window_stats(planes, 2)
+        mean2, var2, struct2, saturated2 = _window_stats(planes, 2, ceiling)
     except Noise2ScoreError:
         return 0.0
-    keep = _flat_windows(mean2, var2, struct2, var2 > 0)
+    keep = _flat_windows(mean2, var2, struct2, (var2 > 0) & (saturated2 == 0))
     if keep.sum() < MIN_WINDOWS:
         return 0.0
     m2, v2, _ = _binned(mean2[keep], var2[keep])
