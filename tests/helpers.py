@@ -194,7 +194,15 @@ class EventLoopWatch:
         dumps = self._file.read().split("Timeout (")[1:]
         if k >= len(dumps):
             return ""
-        kept = [ln for ln in dumps[k].splitlines()[1:]
-                if "site-packages/_pytest" not in ln and "site-packages/pluggy" not in ln
-                and "<frozen runpy>" not in ln]
-        return "\n".join(kept[:lines])
+        import threading
+
+        sections: list[list[str]] = []
+        for ln in dumps[k].splitlines()[1:]:
+            if ln.startswith(("Thread 0x", "Current thread 0x")):
+                sections.append([])
+            if sections and not any(s in ln for s in ("site-packages/_pytest",
+                                                      "site-packages/pluggy", "<frozen runpy>")):
+                sections[-1].append(ln)
+        main = f"{threading.main_thread().ident:#018x}"
+        sections.sort(key=lambda sec: main not in sec[0])  # the GUI thread's stack first
+        return "\n".join(ln for sec in sections for ln in sec[:lines])
