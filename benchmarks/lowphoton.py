@@ -19,7 +19,8 @@ shipped prior with no training (bound to the model group's estimated noise, as `
 with ``--routes`` also the other routes from models of their own (``none``: counts, scored
 with each mixed mode; ``anscombe``); with ``--inits`` also models started elsewhere
 (``scratch``: no pretrained prior); generalized Anscombe + BM3D with the same estimated
-parameters; Noise2Void (CAREamics) when ``--peers-python`` is given. PSNR/SSIM on the 0-255
+parameters; Noise2Void (CAREamics) when ``--peers-python`` is given, one model per
+group like ours, trained for the same ``--seconds``. PSNR/SSIM on the 0-255
 scale (outputs clipped to it), and the intensity-matched PSNR (``psnr_matched``: the output's
 least-squares affine fit to the reference, clipped to 0-255, the same for every method): the
 W2S references are not on their captures' intensity scale (a capture is about 0.3-0.9 x its
@@ -241,9 +242,8 @@ def run_group(group: Group, args: argparse.Namespace) -> list[dict]:
         bm = peer_bm3d(noisy, own)
         row["gat+bm3d"] = {**metrics(clean, bm), "seconds": time.perf_counter() - t0}
     if args.peers_python:
-        for row, path, noisy, clean in zip(rows, group.paths, group.noisy, group.clean,
-                                           strict=True):
-            row["n2v"] = run_n2v(args.peers_python, path, noisy, clean, args)
+        for row, result in zip(rows, run_n2v(args.peers_python, group, args), strict=True):
+            row["n2v"] = result
     for row in rows:
         row["_model"] = info
         print(f"  {row['image']}: " + ", ".join(
@@ -263,23 +263,28 @@ def peer_bm3d(noisy: np.ndarray, cfg) -> np.ndarray:
     return np.asarray(bm3d.bm3d(y, sigma_psd=cfg.sigma or 1.0))
 
 
-def run_n2v(peers_python: str, path: Path | None, noisy: np.ndarray, clean: np.ndarray,
-            args: argparse.Namespace) -> dict:
+def run_n2v(peers_python: str, group: Group, args: argparse.Namespace) -> list[dict]:
+    """Noise2Void (CAREamics) trained for ``args.seconds`` on the group's planes together
+    (one model per group, as ours), one result per plane; the seconds are divided among
+    them, as ours are."""
     import tifffile
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "noisy.tif"
-        tifffile.imwrite(source, noisy)
+        tifffile.imwrite(source, np.stack(group.noisy))
         out = Path(tmp) / "n2v.tif"
         t0 = time.perf_counter()
         proc = subprocess.run(
             [peers_python, str(HERE / "peers" / "n2v_careamics.py"), str(source), str(out),
              "--max-seconds", str(args.seconds), "--seed", str(args.seed)],
             capture_output=True, text=True)
-        took = time.perf_counter() - t0
+        took = (time.perf_counter() - t0) / len(group.noisy)
         if proc.returncode != 0:
-            return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-        return {**metrics(clean, tifffile.imread(out)), "seconds": took}
+            error = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            return [{"error": error} for _ in group.noisy]
+        planes = tifffile.imread(out).reshape(len(group.noisy), *group.noisy[0].shape)
+    return [{**metrics(clean, plane), "seconds": took}
+            for plane, clean in zip(planes, group.clean, strict=True)]
 
 
 def write_variant_results(path: Path, results: dict[str, list[dict]], fields: int) -> dict:

@@ -2,13 +2,17 @@
 zero-shot, bound to each model group's estimated noise (as ``denoise --model pretrained``),
 8-fold average, then one of: ``base`` (the shipped step, the route's ``wiener.SHRINK_*``),
 ``shrink1`` (stop 13's step: the gain's noise std 1 x sigma), ``shrink1.25`` / ``shrink2``
-(1.25 / 2 x sigma), ``g32`` (32 blocks per group), ``r16`` (search radius 16), ``iter2`` (the
+(1.25 / 2 x sigma), ``g32`` (32 blocks per group), ``r16`` (search radius 16), ``g32r19`` /
+``g24r16`` (32 blocks within +-19, 24 within +-16: BM3D's own second-stage group and search
+sizes, without its distance threshold), ``iter2`` (the
 step applied twice, its first output the second's pilot), ``b6s2`` / ``b6s3`` / ``b8s2``
 (block side 6 or 8, reference step 2 or 3) or ``avg86`` / ``avg8_6s2`` / ``avg8_10`` (the mean
 of the shipped step and one with 6 x 6 blocks, 6 x 6 at step 2, or 10 x 10 blocks),
 ``ht30`` / ``ht50`` / ``htonly`` (the step on a pilot mixed with 0.3 / 0.5 / 1 of BM3D's own
 hard-thresholding stage, the ``bm3d`` package at the same sigma) or ``out10`` / ``out20`` /
-``out35`` (the step's output mixed with 0.1 / 0.2 / 0.35 of the network's Tweedie estimate).
+``out35`` (the step's output mixed with 0.1 / 0.2 / 0.35 of the network's Tweedie estimate)
+or ``bm3d30`` / ``bm3d50`` (the step's output mixed with 0.3 / 0.5 of the full ``bm3d``
+package output, both stages, at the same sigma).
 Development only: PSNR in dB, seconds per
 image and the intensity-matched PSNR (``lowphoton.matched_psnr``) per variant (2 threads; not
 timed on an idle machine unless run alone), on the images of ``benchmarks/lowphoton.py``
@@ -49,6 +53,10 @@ VARIANTS = {  # called as inference calls the step: (noisy, pilot, sigma, origin
     "shrink2": lambda y, x, s, o, shrink: _refine(y, x, s, o, shrink=2.0),
     "g32": lambda y, x, s, o, shrink: _refine(y, x, s, o, group=32, shrink=shrink),
     "r16": lambda y, x, s, o, shrink: _refine(y, x, s, o, radius=16, shrink=shrink),
+    "g32r19": lambda y, x, s, o, shrink: _refine(y, x, s, o, radius=19, group=32,
+                                                 shrink=shrink),
+    "g24r16": lambda y, x, s, o, shrink: _refine(y, x, s, o, radius=16, group=24,
+                                                 shrink=shrink),
     "iter2": lambda y, x, s, o, shrink: _refine(y, _refine(y, x, s, o, shrink=shrink), s, o,
                                                 shrink=shrink),
     "b6s2": lambda y, x, s, o, shrink: _refine(y, x, s, o, block=6, step=2, shrink=shrink),
@@ -85,6 +93,26 @@ def _output_mix(a: float):
     return lambda y, x, s, o, shrink: (1 - a) * _refine(y, x, s, o, shrink=shrink) + a * x
 
 
+_full: dict = {}
+
+
+def _bm3d_full(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """BM3D, both stages, of ``y`` (the last one computed is reused)."""
+    import bm3d
+
+    key = (hashlib.sha1(y.numpy().tobytes()).hexdigest(), sigma)
+    if _full.get("key") != key:
+        out = bm3d.bm3d(y.numpy().astype(np.float64), sigma_psd=sigma)
+        _full.update(key=key, out=torch.from_numpy(np.asarray(out, np.float32)))
+    return _full["out"]
+
+
+def _bm3d_mix(a: float):
+    return lambda y, x, s, o, shrink: ((1 - a) * _refine(y, x, s, o, shrink=shrink)
+                                       + a * _bm3d_full(y, s))
+
+
+VARIANTS.update({"bm3d30": _bm3d_mix(0.3), "bm3d50": _bm3d_mix(0.5)})
 VARIANTS.update({"ht30": _pilot_mix(0.3), "ht50": _pilot_mix(0.5), "htonly": _pilot_mix(1.0),
                  "out10": _output_mix(0.1), "out20": _output_mix(0.2),
                  "out35": _output_mix(0.35)})

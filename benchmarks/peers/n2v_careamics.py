@@ -5,8 +5,10 @@ Usage:
 
 Trains a 2-D N2V (CAREamics ``create_advanced_n2v_config``, default UNet, patch
 64x64, batch 16, Adam + ReduceLROnPlateau, CAREamics' default augmentations)
-on the single noisy image, then predicts the whole image with the last
-checkpoint. The output is written as float32 in the input's units.
+on the noisy image itself, or on all planes of a 3-D TIFF (a stack of 2-D
+captures, axes SYX: one model for the stack, as a user trains on a stack), then
+predicts every plane with the last checkpoint. The output is written as float32
+in the input's units and shape.
 
 Training budget: the Lightning trainer gets ``max_time = max_seconds`` and an
 epoch count it never reaches (``UNBOUNDED_EPOCHS``), so N2V trains for the whole
@@ -93,7 +95,8 @@ def n2v_denoise(
 
     Parameters
     ----------
-    noisy : 2-D image (any numeric dtype).
+    noisy : 2-D image, or a stack of 2-D planes (S, Y, X) sharing one model
+        (any numeric dtype).
     max_seconds : training time budget in seconds (prediction excluded).
     seed : seed for CAREamics / Lightning (patch sampling, masking, init).
     n_epochs : override the number of epochs derived from ``max_seconds``
@@ -107,9 +110,10 @@ def n2v_denoise(
     float32 array of the same shape, in the input's units.
     """
     noisy = np.asarray(noisy)
-    if noisy.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {noisy.shape}")
-    if min(noisy.shape) < PATCH:
+    if noisy.ndim not in (2, 3):
+        raise ValueError(f"expected a 2-D image or a stack of them, got shape {noisy.shape}")
+    axes = "YX" if noisy.ndim == 2 else "SYX"
+    if min(noisy.shape[-2:]) < PATCH:
         raise ValueError(f"image smaller than the {PATCH}x{PATCH} patch size")
     _import_careamics()
     import torch
@@ -126,7 +130,7 @@ def n2v_denoise(
     config = create_advanced_n2v_config(
         experiment_name="n2v_single_image",
         data_type="array",
-        axes="YX",
+        axes=axes,
         patch_size=[PATCH, PATCH],
         batch_size=BATCH,
         num_epochs=n_epochs,
@@ -149,9 +153,10 @@ def n2v_denoise(
         engine.train(train_data=data)
         t_train = time.perf_counter() - t0
         t1 = time.perf_counter()
-        preds, _ = engine.predict(data, data_type="array", axes="YX")
+        preds, _ = engine.predict(data, data_type="array", axes=axes)
         t_pred = time.perf_counter() - t1
-    out = np.asarray(preds[0], dtype=np.float32).reshape(noisy.shape)
+    out = np.concatenate([np.asarray(p, np.float32).reshape(-1, *noisy.shape[-2:])
+                          for p in preds]).reshape(noisy.shape)
 
     if info is not None:
         ends = timer.epoch_ends
