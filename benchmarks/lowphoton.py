@@ -86,7 +86,6 @@ class Group:
     names: list[str]
     noisy: list[np.ndarray]
     clean: list[np.ndarray]
-    paths: list[Path | None]
 
 
 def _read(path: Path) -> np.ndarray:
@@ -132,20 +131,20 @@ def groups(root: Path, kind: str) -> Iterator[Group]:
         for n in FMD_IMAGES:
             noisy = root / "fmd_confocal" / "noisy" / f"{n}.tif"
             clean = _read(root / "fmd_confocal" / "clean" / f"{n}.tif").astype(np.float64)
-            yield Group(kind, n, [n], [_read(noisy)], [clean], [noisy])
+            yield Group(kind, n, [n], [_read(noisy)], [clean])
     elif kind == "w2s":
         for c in range(3):
             names = [f"fov{f:03d}_ch{c}" for f in W2S_FOVS]
             paths = [root / "w2s" / "noisy" / f"{n}.png" for n in names]
             clean = [_read(root / "w2s" / "clean" / f"{n}.png").astype(np.float64)
                      for n in names]
-            yield Group(kind, f"ch{c}", names, [_read(p) for p in paths], clean, paths)
+            yield Group(kind, f"ch{c}", names, [_read(p) for p in paths], clean)
     else:
         for i, (source, n) in enumerate(TWOPHOTON_SOURCES):
             noisy, clean = two_photon_like(_read(_twophoton_source(root, source, n)),
                                            seed=1000 + i)
             name = f"{source}_{n}"
-            yield Group(kind, name, [name], [noisy], [clean], [None])
+            yield Group(kind, name, [name], [noisy], [clean])
 
 
 def matched_psnr(clean: np.ndarray, x: np.ndarray) -> float:
