@@ -17,8 +17,12 @@ Each item is perturbed by ratio * its noise std, ratio uniform in ``prior.RATIO_
 the noise-conditioned network learns the score at the total std (``prior.conditioned_loss``).
 
 Checkpoints (weights, optimiser, step, seconds, random states) go to OUT/checkpoint.pt every
-``checkpoint_every`` seconds; a restart resumes from there. The seconds recorded are CPU
-seconds of the process (one thread), so a paused or crowded run counts only its own work.
+``checkpoint_every`` seconds; a restart resumes from there. On the CPU the seconds recorded
+are CPU seconds of the process, so a paused or crowded run counts only its own work; on a
+GPU (``--device cuda`` or ``mps``; ``auto`` takes one when there is one) they are wall-clock
+seconds. Patches and noise are drawn on the CPU in every case, so a run's data do not depend
+on the device; a GPU runs larger batches (``--batch-size``, ``--lr``) and wider networks
+(``--arch``) in the same script.
 OUT/log.jsonl holds one line per validation: PSNR of zero-shot denoising of clean held-out
 images (W2S clean FOV 51-60 crops) with synthetic Gaussian noise, by the plugin's own
 denoising path. ``--export FILE`` writes
@@ -50,6 +54,7 @@ import numpy as np
 import torch
 
 from napari_noise2score.core import prior as P
+from napari_noise2score.core.device import available_devices
 from napari_noise2score.core.estimation import estimate_noise
 from napari_noise2score.core.inference import denoise_array
 from napari_noise2score.core.noise import NoiseParams, simulate
@@ -200,11 +205,13 @@ def commit() -> str:
 class Run:
     """The state of one pre-training run, saved to and resumed from OUT/checkpoint.pt."""
 
-    def __init__(self, cfg: PretrainConfig, out: Path) -> None:
+    def __init__(self, cfg: PretrainConfig, out: Path, device: str = "cpu") -> None:
         self.cfg, self.out = cfg, out
+        self.device = torch.device(device)
         out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        self.net = P.ConditionedUNet(**cfg.arch).to(memory_format=torch.channels_last)
+        self.net = P.ConditionedUNet(**cfg.arch).to(self.device,
+                                                    memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate,
                                     betas=(0.9, 0.99))
         self.step, self.seconds = 0, 0.0
@@ -226,10 +233,12 @@ class Run:
         print(f"started from {path} at step {self.step} ({self.seconds:.0f} s)", flush=True)
 
     started_from: dict | None = None
+    trained_on: str | None = None  # hardware(), saved with the checkpoint
 
     def _resume(self) -> None:
         state = torch.load(self.ckpt, map_location="cpu", weights_only=False)
         self.started_from = state.get("started_from")
+        self.trained_on = state.get("trained_on")
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.seconds = state["step"], state["seconds"]
@@ -241,7 +250,7 @@ class Run:
         state = {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "seconds": self.seconds, "rng": self.rng.bit_generator.state,
                  "gen": self.gen.get_state(), "config": asdict(self.cfg),
-                 "started_from": self.started_from}
+                 "started_from": self.started_from, "trained_on": self.trained_on}
         tmp = self.ckpt.with_name("checkpoint.tmp")
         torch.save(state, tmp)
         tmp.replace(self.ckpt)
@@ -272,8 +281,12 @@ def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_
 
 
 def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
-          max_steps: int | None) -> Run:
-    run = Run(cfg, out)
+          max_steps: int | None, device: str = "cpu") -> Run:
+    run = Run(cfg, out, device)
+    dev = run.device
+    here = hardware(str(dev))
+    if run.trained_on != here:  # a run resumed elsewhere says both
+        run.trained_on = here if run.trained_on is None else f"{run.trained_on}, then {here}"
     natural = PatchSampler(load_train400(cfg), cfg.patch_size, cfg.seed)
     natural.rng = run.rng
     w2s_planes, w2s_std = load_w2s(cfg) if cfg.w2s_fraction > 0 else ([], 1.0)
@@ -287,13 +300,15 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
     print(f"data: {len(natural.planes)} natural, {len(w2s_planes)} W2S planes "
           f"(W2S noise std {w2s_std * 255:.1f}/255)", flush=True)
     t_session, t_ckpt, t_val = time.perf_counter(), time.perf_counter(), -math.inf
-    cpu0 = time.process_time()  # 'seconds' counts CPU time: a paused run does not count
+    # 'seconds' counts CPU time on the CPU (a paused run does not count), else wall time
+    clock = time.process_time if dev.type == "cpu" else time.perf_counter
+    cpu0 = clock()
     base, ema = run.seconds, None
     lo, hi = P.RATIO_RANGE
     run.net.train()
     while not stop["now"]:
         now = time.perf_counter()
-        run.seconds = base + (time.process_time() - cpu0)
+        run.seconds = base + (clock() - cpu0)
         if now - t_val >= cfg.validate_every:
             record = {"step": run.step, "seconds": round(run.seconds, 1), "loss": ema,
                       **validate(run.net, cfg, pairs)}
@@ -310,6 +325,7 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
         u = torch.randn(y.shape, generator=run.gen)
         for group in run.opt.param_groups:
             group["lr"] = cfg.lr_at(run.step)
+        y, s, ratio, u = (t.to(dev, non_blocking=True) for t in (y, s, ratio, u))
         loss = P.conditioned_loss(run.net, torch.cat([y, y]), torch.cat([s, s]),
                                   torch.cat([ratio, ratio]), torch.cat([u, -u]))
         run.opt.zero_grad(set_to_none=True)
@@ -321,10 +337,19 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
         if time.perf_counter() - t_ckpt >= cfg.checkpoint_every:
             run.save()
             t_ckpt = time.perf_counter()
-    run.seconds = base + (time.process_time() - cpu0)
+    run.seconds = base + (clock() - cpu0)
     run.save()
     print(f"saved step {run.step} ({run.seconds:.0f} s)", flush=True)
     return run
+
+
+def hardware(device: str) -> str:
+    """Where a run trains, in words, for the prior file's provenance."""
+    if device.startswith("cuda"):
+        return f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
+    if device == "mps":
+        return "GPU: Apple MPS"
+    return f"CPU, {torch.get_num_threads()} torch thread(s)"
 
 
 def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
@@ -342,7 +367,7 @@ def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
                  + "self-supervised (AR-DAE, noisy images only)"),
         "steps": run.step, "seconds": round(run.seconds, 1), "commit": commit(),
         "config": asdict(cfg), "validation": lines[-1] if lines else None,
-        "hardware": "1 CPU core (taskset -c 0, 1 torch thread)",
+        "hardware": run.trained_on or "1 CPU core (taskset -c 0, 1 torch thread)",
     }
     if run.started_from is not None:
         provenance["started_from"] = run.started_from
@@ -356,6 +381,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-seconds", type=float, help="stop after this many seconds (session)")
     p.add_argument("--max-steps", type=int, help="stop at this total step count")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps, or auto "
+                   "(the first of cuda, mps, cpu that this machine has)")
+    p.add_argument("--batch-size", type=int, default=PretrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=PretrainConfig.learning_rate,
+                   help="Adam's learning rate (before --decay)")
     p.add_argument("--checkpoint-every", type=float, default=PretrainConfig.checkpoint_every)
     p.add_argument("--validate-every", type=float, default=PretrainConfig.validate_every)
     p.add_argument("--max-images", type=int, help="use only this many images per source")
@@ -380,6 +410,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{1.0 - args.w2s_fraction:g} (1 - the W2S share)")
     if not args.sigma_jitter >= 0.0:
         p.error(f"--sigma-jitter {args.sigma_jitter:g}: give a spread of 0 or more")
+    if args.batch_size < 2 or args.batch_size % 2:
+        p.error(f"--batch-size {args.batch_size}: give an even number of 2 or more "
+                "(antithetic pairs)")
+    if not args.lr > 0.0:
+        p.error(f"--lr {args.lr:g}: give a positive learning rate")
+    device = available_devices()[0] if args.device == "auto" else args.device
+    if device.split(":")[0] not in available_devices():
+        p.error(f"--device {args.device}: not available here; this machine has "
+                f"{', '.join(available_devices())}")
     torch.set_num_threads(args.threads)
     arch = dict(P.PRIOR_ARCH)
     if args.arch:
@@ -396,11 +435,12 @@ def main(argv: list[str] | None = None) -> None:
                          init=args.init, decay=tuple(args.decay) if args.decay else None,
                          final_lr=args.final_lr, arch=arch, seed=args.seed,
                          w2s_fraction=args.w2s_fraction, sigma_jitter=args.sigma_jitter,
-                         photon_fraction=args.photon_fraction)
+                         photon_fraction=args.photon_fraction, batch_size=args.batch_size,
+                         learning_rate=args.lr)
     if args.export:
         print(f"wrote {export(args.out, args.export, cfg)}")
         return
-    train(cfg, args.out, args.max_seconds, args.max_steps)
+    train(cfg, args.out, args.max_seconds, args.max_steps, device)
 
 
 if __name__ == "__main__":

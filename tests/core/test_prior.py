@@ -16,6 +16,7 @@ from helpers import ROOT, psnr, smooth_image
 from napari_noise2score import api
 from napari_noise2score.cli import main
 from napari_noise2score.core import prior as P
+from napari_noise2score.core.device import available_devices
 from napari_noise2score.core.noise import NoiseParams, simulate
 from napari_noise2score.core.training import TrainDone, TrainNote, TrainProgress, iter_training
 
@@ -279,6 +280,50 @@ def test_pretrain_sigma_jitter_spreads_the_told_std_not_the_noise(tmp_path):
     assert float(s0.min()) >= lo / 255 - 1e-6 and float(s0.max()) <= hi / 255 + 1e-6
     spread = float(torch.log(s1 / s0).std())
     assert 0.2 < spread < 0.4
+
+
+def test_pretrain_runs_on_the_best_device_with_its_batch_and_says_where(tmp_path):
+    """``--device auto`` takes the best device this machine has (the CPU here, a GPU where
+    there is one), the batch size and learning rate given reach the checkpoint, and the
+    exported prior says where it was trained."""
+    script = _script()
+    _fake_data(tmp_path / "data")
+    out = tmp_path / "run"
+    script.main(["--out", str(out), "--data", str(tmp_path / "data"), "--validate-every", "0",
+                 "--max-steps", "2", "--device", "auto", "--batch-size", "4", "--lr", "1e-4"])
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2
+    assert state["config"]["batch_size"] == 4 and state["config"]["learning_rate"] == 1e-4
+    best = available_devices()[0]
+    assert state["trained_on"].startswith("CPU" if best == "cpu" else "GPU")
+    target = tmp_path / "prior.pt"
+    script.main(["--out", str(out), "--data", str(tmp_path / "data"), "--export", str(target)])
+    assert P.load_prior(target).provenance["hardware"] == state["trained_on"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "5"], "--batch-size 5: give an even number of 2 or more (antithetic pairs)"),
+    (["--lr", "0"], "--lr 0: give a positive learning rate"),
+])
+def test_pretrain_refuses_a_bad_batch_or_rate_in_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--out", str(tmp_path / "run"), *args])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_refuses_a_device_this_machine_lacks_in_one_line(tmp_path, capsys):
+    missing = [d for d in ("cuda", "mps") if d not in available_devices()]
+    if not missing:
+        pytest.skip("this machine has every device kind")
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--out", str(tmp_path / "run"), "--device", missing[0]])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"--device {missing[0]}: not available here; this machine has "
+                            f"{', '.join(available_devices())}")
+    assert not (tmp_path / "run").exists()
 
 
 def test_pretrain_refuses_a_negative_sigma_jitter_in_one_line(tmp_path, capsys):
