@@ -90,9 +90,17 @@ class PretrainConfig:
     #: share of each batch drawn as synthetic low-photon captures after the GAT (0: none)
     photon_fraction: float = 0.0
     photon_range: tuple[float, float] = (6.0, 200.0)  # peak photons per pixel
+    #: linear learning-rate ramp from 0 over this many steps of a fresh run (0: none)
+    warmup: int = 0
+    #: largest global gradient norm of a step (None: no clipping); for wide networks at
+    #: GPU batch sizes, where width 48 at lr 1e-3 diverged (docs/algorithm.md, stop 22)
+    clip_grad: float | None = None
 
     def lr_at(self, step: int) -> float:
-        """The learning rate of ``step``: constant, then cosine-decayed over ``decay``."""
+        """The learning rate of ``step``: ramped up over ``warmup``, constant, then
+        cosine-decayed over ``decay``."""
+        if step < self.warmup:
+            return self.learning_rate * (step + 1) / self.warmup
         if self.decay is None or step <= self.decay[0]:
             return self.learning_rate
         start, end = self.decay
@@ -330,6 +338,8 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
                                   torch.cat([ratio, ratio]), torch.cat([u, -u]))
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg.clip_grad)
         run.opt.step()
         run.step += 1
         value = float(loss.detach())
@@ -402,6 +412,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="log-normal spread of the noise std the network is told (synthetic)")
     p.add_argument("--photon-fraction", type=float, default=PretrainConfig.photon_fraction,
                    help="share of each batch drawn as synthetic low-photon captures (GAT)")
+    p.add_argument("--warmup", type=int, default=PretrainConfig.warmup,
+                   help="ramp the learning rate up from 0 over this many steps")
+    p.add_argument("--clip-grad", type=float, default=PretrainConfig.clip_grad,
+                   help="clip each step's global gradient norm to this value")
     args = p.parse_args(argv)
     if not 0.0 <= args.w2s_fraction <= 1.0:
         p.error(f"--w2s-fraction {args.w2s_fraction:g}: give a share between 0 and 1")
@@ -415,6 +429,10 @@ def main(argv: list[str] | None = None) -> None:
                 "(antithetic pairs)")
     if not args.lr > 0.0:
         p.error(f"--lr {args.lr:g}: give a positive learning rate")
+    if args.warmup < 0:
+        p.error(f"--warmup {args.warmup}: give a number of steps, 0 or more")
+    if args.clip_grad is not None and not args.clip_grad > 0.0:
+        p.error(f"--clip-grad {args.clip_grad:g}: give a positive gradient norm")
     device = available_devices()[0] if args.device == "auto" else args.device
     if device.split(":")[0] not in available_devices():
         p.error(f"--device {args.device}: not available here; this machine has "
@@ -436,7 +454,8 @@ def main(argv: list[str] | None = None) -> None:
                          final_lr=args.final_lr, arch=arch, seed=args.seed,
                          w2s_fraction=args.w2s_fraction, sigma_jitter=args.sigma_jitter,
                          photon_fraction=args.photon_fraction, batch_size=args.batch_size,
-                         learning_rate=args.lr)
+                         learning_rate=args.lr, warmup=args.warmup,
+                         clip_grad=args.clip_grad)
     if args.export:
         print(f"wrote {export(args.out, args.export, cfg)}")
         return

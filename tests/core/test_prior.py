@@ -304,6 +304,8 @@ def test_pretrain_runs_on_the_best_device_with_its_batch_and_says_where(tmp_path
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "5"], "--batch-size 5: give an even number of 2 or more (antithetic pairs)"),
     (["--lr", "0"], "--lr 0: give a positive learning rate"),
+    (["--warmup", "-1"], "--warmup -1: give a number of steps, 0 or more"),
+    (["--clip-grad", "0"], "--clip-grad 0: give a positive gradient norm"),
 ])
 def test_pretrain_refuses_a_bad_batch_or_rate_in_one_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as info:
@@ -311,6 +313,33 @@ def test_pretrain_refuses_a_bad_batch_or_rate_in_one_line(tmp_path, capsys, args
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
     assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_warmup_ramps_the_rate_and_clipping_bounds_the_gradient(tmp_path,
+                                                                        monkeypatch):
+    """``--warmup`` ramps the learning rate from 0 and ``--clip-grad`` caps every step's
+    global gradient norm; both reach the checkpoint's configuration."""
+    script = _script()
+    cfg = script.PretrainConfig(warmup=4, decay=(10, 20))
+    assert [cfg.lr_at(k) for k in range(5)] == pytest.approx(
+        [cfg.learning_rate * f for f in (0.25, 0.5, 0.75, 1.0, 1.0)])
+    norms = []
+    real_step = torch.optim.Adam.step
+
+    def step(opt, *a, **k):  # the gradient norm the optimiser sees
+        grads = [q.grad for g in opt.param_groups for q in g["params"] if q.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(x) for x in grads]))))
+        return real_step(opt, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    _fake_data(tmp_path / "data")
+    out = tmp_path / "run"
+    script.main(["--out", str(out), "--data", str(tmp_path / "data"), "--validate-every", "0",
+                 "--max-steps", "3", "--warmup", "2", "--clip-grad", "1e-3"])
+    assert len(norms) == 3 and max(norms) <= 1e-3 * (1 + 1e-4)
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["config"]["warmup"] == 2 and state["config"]["clip_grad"] == 1e-3
 
 
 def test_pretrain_refuses_a_device_this_machine_lacks_in_one_line(tmp_path, capsys):
