@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def psnr(clean: np.ndarray, x: np.ndarray) -> float:
-    mse = float(np.mean((clean.astype(np.float64) - x.astype(np.float64)) ** 2))
-    return 10.0 * np.log10(255.0 ** 2 / mse)
+from napari_noise2score import api
+from napari_noise2score.core.prior import psnr
 
 
 def noisy_pair(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -50,8 +48,6 @@ def synchronize(device: str) -> None:
 
 
 def check(image: Path, device: str, seconds: float) -> dict:
-    from napari_noise2score import api
-
     rows = []
     model = None
     for kind in ("gaussian", "poisson-gaussian"):

@@ -35,13 +35,12 @@ def average_weights(out: Path, files: list[str]) -> Path:
 
 
 class MeanOfNetworks(ConditionedUNet):
-    """A conditioned network whose output is the mean of its members' outputs."""
+    """A conditioned network whose output is the mean of the member priors' networks'."""
 
-    def __init__(self, members: list[ConditionedUNet]) -> None:
-        first = members[0]
-        super().__init__(first.head[0].out_channels, first.depth, first.unshuffle)
-        self.load_state_dict(first.state_dict())
-        self.others = torch.nn.ModuleList(members[1:])
+    def __init__(self, members: list[P.Prior]) -> None:
+        super().__init__(**members[0].arch)
+        self.load_state_dict(members[0].state_dict)
+        self.others = torch.nn.ModuleList(m.network() for m in members[1:])
 
     def set_tau(self, tau) -> MeanOfNetworks:
         super().set_tau(tau)
@@ -66,7 +65,7 @@ def run_with_mean_of_outputs(files: list[str], argv: list[str]) -> None:
         if path is not None or route != P.ANSCOMBE_ROUTE:
             return prior
         mean = P.Prior(prior.state_dict, prior.arch, prior.provenance)
-        mean.network = lambda: MeanOfNetworks([m.network() for m in members]).eval()
+        mean.network = lambda: MeanOfNetworks(members).eval()
         return mean
 
     P.load_prior = load_prior

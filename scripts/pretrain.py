@@ -90,7 +90,8 @@ class PretrainConfig:
     #: share of each batch drawn as synthetic low-photon captures after the GAT (0: none)
     photon_fraction: float = 0.0
     photon_range: tuple[float, float] = (6.0, 200.0)  # peak photons per pixel
-    #: linear learning-rate ramp from 0 over this many steps of a fresh run (0: none)
+    #: linear learning-rate ramp from 0 over the first this many steps (0: none); steps
+    #: count on from an ``init`` file's, so a run started from one past them has no ramp
     warmup: int = 0
     #: largest global gradient norm of a step (None: no clipping); for wide networks at
     #: GPU batch sizes, where width 48 at lr 1e-3 diverged (docs/algorithm.md, stop 22)
