@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from napari_noise2score.core import prior as P
+from napari_noise2score.core.anscombe import D_MIN, gat_inverse
 from napari_noise2score.core.device import available_devices
 from napari_noise2score.core.estimation import estimate_noise
 from napari_noise2score.core.inference import denoise_array
@@ -96,6 +97,16 @@ class PretrainConfig:
     #: largest global gradient norm of a step (None: no clipping); for wide networks at
     #: GPU batch sizes, where width 48 at lr 1e-3 diverged (docs/algorithm.md, stop 22)
     clip_grad: float | None = None
+    #: what the network learns from: "ar-dae" (self-supervised, the noisy patch only) or
+    #: "clean" (denoising score matching against each patch's clean value; every source
+    #: must then have one, so ``w2s_fraction`` must be 0)
+    target: str = "ar-dae"
+    #: share of each batch drawn from W2S *clean* averages as synthetic low-photon captures
+    #: (as ``photon_fraction`` does with Train400): fluorescence content with realistic noise
+    micro_fraction: float = 0.0
+    micro_clean: str = "w2s/clean"
+    #: FOV 1-3 make the synthetic two-photon development set and 51-60 validate: never these
+    micro_fovs: tuple[int, int] = (4, 50)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step``: ramped up over ``warmup``, constant, then
@@ -122,21 +133,37 @@ def gat(y: np.ndarray, gain: float, sigma: float, offset: float) -> np.ndarray:
     return (2.0 / gain) * np.sqrt(np.maximum(arg, 0.0))
 
 
-def photon_patches(clean: np.ndarray, cfg: PretrainConfig,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+#: The exact unbiased inverse's counts over a grid of transformed values (gain 1, no read
+#: noise), to invert it: the transformed value whose inverse is a given clean count.
+_D_GRID = np.linspace(D_MIN, 80.0, 20001)
+_COUNTS_GRID = gat_inverse(_D_GRID, 1.0, 0.0)
+
+
+def expected_gat(counts: np.ndarray, read: float) -> np.ndarray:
+    """The transformed value that ``anscombe.gat_inverse`` maps back to ``counts`` (clean
+    photon counts; ``read`` the read noise in counts): what the Anscombe route's denoiser
+    should output for them."""
+    return np.interp(np.asarray(counts, np.float64) + read * read, _COUNTS_GRID, _D_GRID)
+
+
+def photon_patches(clean: np.ndarray, cfg: PretrainConfig, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clean patches (n, 1, h, w) in [0, 1] as low-photon 8-bit captures after the GAT of
     their effective noise, each divided by the plugin's Anscombe-route scale of its capture
-    (``prior.ANSCOMBE_SCALE`` x the transformed peak): the patches and their noise std."""
+    (``prior.ANSCOMBE_SCALE`` x the transformed peak): the patches, their noise std, and
+    their clean targets in the same domain (``expected_gat`` of the clean counts)."""
     n = clean.shape[0]
     lo, hi = np.log(cfg.photon_range)
     out = np.empty_like(clean)
+    target = np.empty_like(clean)
     std = np.empty(n, np.float32)
     s_hi = P.TAU_RANGE[1]
     for i in range(n):
         photons = float(np.exp(rng.uniform(lo, hi)))
         gain = rng.uniform(0.4, 1.0) * 230.0 / photons  # grey levels per photon
         read, offset = rng.uniform(1.0, 15.0), rng.uniform(0.0, 25.0)
-        counts = rng.poisson(clean[i, 0].astype(np.float64) * photons)
+        mean = clean[i, 0].astype(np.float64) * photons
+        counts = rng.poisson(mean)
         if rng.random() < 0.5:  # a photomultiplier: Gamma(k, gain / k) per photon
             k = rng.uniform(1.0, 4.0)
             amp = np.where(counts > 0, rng.gamma(np.maximum(counts * k, 1e-12), gain / k), 0.0)
@@ -148,8 +175,17 @@ def photon_patches(clean: np.ndarray, cfg: PretrainConfig,
         top = float(gat(np.array(min(offset + gain * photons, 255.0)), g_eff, read, offset))
         scale = max(P.ANSCOMBE_SCALE * top, 1.0 / s_hi)
         out[i, 0] = t / scale
+        target[i, 0] = expected_gat(mean * gain / g_eff, read / g_eff) / scale
         std[i] = 1.0 / scale
-    return out, std
+    return out, std, target
+
+
+def load_micro(cfg: PretrainConfig) -> list[np.ndarray]:
+    """W2S clean averages (FOV ``micro_fovs``, every channel) in [0, 1]."""
+    root = Path(cfg.data) / cfg.micro_clean
+    lo, hi = cfg.micro_fovs
+    files = sorted(f for f in root.glob("fov*_ch*.png") if lo <= int(f.name[3:6]) <= hi)
+    return [(_read(f) / 255.0).astype(np.float32) for f in files[: cfg.max_images]]
 
 
 def load_w2s(cfg: PretrainConfig) -> tuple[list[np.ndarray], float]:
@@ -266,12 +302,15 @@ class Run:
 
 
 def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_std: float,
-                 n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` noisy patches and their noise std per item."""
+                 n: int, micro: PatchSampler | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` noisy patches, their noise std per item, and their clean values (the targets
+    of ``target="clean"``; NaN for the W2S noisy captures, which have none)."""
     cfg = run.cfg
     n_w = int(round(n * cfg.w2s_fraction)) if w2s is not None else 0
     n_p = int(round(n * cfg.photon_fraction))
-    n_n = n - n_w - n_p
+    n_m = int(round(n * cfg.micro_fraction)) if micro is not None else 0
+    n_n = n - n_w - n_p - n_m
     clean = torch.from_numpy(natural.sample(n_n))
     lo, hi = cfg.sigma_range
     s = torch.from_numpy(run.rng.uniform(lo, hi, n_n).astype(np.float32)) / 255.0
@@ -279,14 +318,18 @@ def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_
     if cfg.sigma_jitter > 0:
         s = s * torch.from_numpy(np.exp(run.rng.normal(0.0, cfg.sigma_jitter, n_n))
                                  .astype(np.float32))
+    ys, ss, xs = [y], [s], [clean]
     if n_w:
-        y = torch.cat([y, torch.from_numpy(w2s.sample(n_w))])
-        s = torch.cat([s, torch.full((n_w,), w2s_std)])
-    if n_p:
-        patches, std = photon_patches(natural.sample(n_p), cfg, run.rng)
-        y = torch.cat([y, torch.from_numpy(patches)])
-        s = torch.cat([s, torch.from_numpy(std)])
-    return y, s
+        ys.append(torch.from_numpy(w2s.sample(n_w)))
+        ss.append(torch.full((n_w,), w2s_std))
+        xs.append(torch.full_like(ys[-1], float("nan")))
+    for count, source in ((n_p, natural), (n_m, micro)):
+        if count:
+            patches, std, target = photon_patches(source.sample(count), cfg, run.rng)
+            ys.append(torch.from_numpy(patches))
+            ss.append(torch.from_numpy(std))
+            xs.append(torch.from_numpy(target))
+    return torch.cat(ys), torch.cat(ss), torch.cat(xs)
 
 
 def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
@@ -302,12 +345,17 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
     w2s = PatchSampler(w2s_planes, cfg.patch_size, cfg.seed) if w2s_planes else None
     if w2s is not None:
         w2s.rng = run.rng
+    micro_planes = load_micro(cfg) if cfg.micro_fraction > 0 else []
+    micro = PatchSampler(micro_planes, cfg.patch_size, cfg.seed) if micro_planes else None
+    if micro is not None:
+        micro.rng = run.rng
     pairs = load_validation(cfg)
     log = (out / "log.jsonl").open("a")
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     print(f"data: {len(natural.planes)} natural, {len(w2s_planes)} W2S planes "
-          f"(W2S noise std {w2s_std * 255:.1f}/255)", flush=True)
+          f"(W2S noise std {w2s_std * 255:.1f}/255), {len(micro_planes)} W2S clean planes; "
+          f"target {cfg.target}", flush=True)
     t_session, t_ckpt, t_val = time.perf_counter(), time.perf_counter(), -math.inf
     # 'seconds' counts CPU time on the CPU (a paused run does not count), else wall time
     clock = time.process_time if dev.type == "cpu" else time.perf_counter
@@ -328,15 +376,20 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
         if (max_seconds is not None and now - t_session >= max_seconds) or (
                 max_steps is not None and run.step >= max_steps):
             break
-        half = (cfg.batch_size + 1) // 2  # antithetic pairs share y, s and the ratio
-        y, s = sample_batch(run, natural, w2s, w2s_std, half)
-        ratio = torch.from_numpy(run.rng.uniform(lo, hi, half).astype(np.float32))
-        u = torch.randn(y.shape, generator=run.gen)
         for group in run.opt.param_groups:
             group["lr"] = cfg.lr_at(run.step)
-        y, s, ratio, u = (t.to(dev, non_blocking=True) for t in (y, s, ratio, u))
-        loss = P.conditioned_loss(run.net, torch.cat([y, y]), torch.cat([s, s]),
-                                  torch.cat([ratio, ratio]), torch.cat([u, -u]))
+        if cfg.target == "clean":
+            y, s, x = (t.to(dev, non_blocking=True) for t in
+                       sample_batch(run, natural, w2s, w2s_std, cfg.batch_size, micro))
+            loss = P.conditioned_dsm_loss(run.net, y, s, x)
+        else:
+            half = (cfg.batch_size + 1) // 2  # antithetic pairs share y, s and the ratio
+            y, s, _ = sample_batch(run, natural, w2s, w2s_std, half, micro)
+            ratio = torch.from_numpy(run.rng.uniform(lo, hi, half).astype(np.float32))
+            u = torch.randn(y.shape, generator=run.gen)
+            y, s, ratio, u = (t.to(dev, non_blocking=True) for t in (y, s, ratio, u))
+            loss = P.conditioned_loss(run.net, torch.cat([y, y]), torch.cat([s, s]),
+                                      torch.cat([ratio, ratio]), torch.cat([u, -u]))
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad is not None:
@@ -375,7 +428,12 @@ def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
                  + (f"Train400 as synthetic low-photon captures, peak {cfg.photon_range[0]:g}-"
                     f"{cfg.photon_range[1]:g} photons, after their GAT "
                     f"({cfg.photon_fraction:g} of each batch); " if cfg.photon_fraction else "")
-                 + "self-supervised (AR-DAE, noisy images only)"),
+                 + (f"W2S clean FOV {cfg.micro_fovs[0]}-{cfg.micro_fovs[1]} as synthetic "
+                    f"low-photon captures after their GAT ({cfg.micro_fraction:g} of each "
+                    "batch); " if cfg.micro_fraction else "")
+                 + ("denoising score matching against the clean patches"
+                    if cfg.target == "clean" else
+                    "self-supervised (AR-DAE, noisy images only)")),
         "steps": run.step, "seconds": round(run.seconds, 1), "commit": commit(),
         "config": asdict(cfg), "validation": lines[-1] if lines else None,
         "hardware": run.trained_on or "1 CPU core (taskset -c 0, 1 torch thread)",
@@ -413,6 +471,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="log-normal spread of the noise std the network is told (synthetic)")
     p.add_argument("--photon-fraction", type=float, default=PretrainConfig.photon_fraction,
                    help="share of each batch drawn as synthetic low-photon captures (GAT)")
+    p.add_argument("--micro-fraction", type=float, default=PretrainConfig.micro_fraction,
+                   help="share of each batch drawn from W2S clean averages (FOV 4-50) as "
+                   "synthetic low-photon captures (GAT)")
+    p.add_argument("--target", choices=("ar-dae", "clean"), default=PretrainConfig.target,
+                   help="ar-dae: self-supervised on the noisy patch; clean: denoising score "
+                   "matching against the clean patch (needs --w2s-fraction 0)")
     p.add_argument("--warmup", type=int, default=PretrainConfig.warmup,
                    help="ramp the learning rate up from 0 over this many steps")
     p.add_argument("--clip-grad", type=float, default=PretrainConfig.clip_grad,
@@ -423,6 +487,13 @@ def main(argv: list[str] | None = None) -> None:
     if not 0.0 <= args.photon_fraction <= 1.0 - args.w2s_fraction:
         p.error(f"--photon-fraction {args.photon_fraction:g}: give a share between 0 and "
                 f"{1.0 - args.w2s_fraction:g} (1 - the W2S share)")
+    rest = 1.0 - args.w2s_fraction - args.photon_fraction
+    if not 0.0 <= args.micro_fraction <= rest + 1e-9:
+        p.error(f"--micro-fraction {args.micro_fraction:g}: give a share between 0 and "
+                f"{rest:g} (1 - the W2S and photon shares)")
+    if args.target == "clean" and args.w2s_fraction > 0:
+        p.error("--target clean: the W2S noisy captures have no clean value; give "
+                "--w2s-fraction 0")
     if not args.sigma_jitter >= 0.0:
         p.error(f"--sigma-jitter {args.sigma_jitter:g}: give a spread of 0 or more")
     if args.batch_size < 2 or args.batch_size % 2:
@@ -454,7 +525,9 @@ def main(argv: list[str] | None = None) -> None:
                          init=args.init, decay=tuple(args.decay) if args.decay else None,
                          final_lr=args.final_lr, arch=arch, seed=args.seed,
                          w2s_fraction=args.w2s_fraction, sigma_jitter=args.sigma_jitter,
-                         photon_fraction=args.photon_fraction, batch_size=args.batch_size,
+                         photon_fraction=args.photon_fraction,
+                         micro_fraction=args.micro_fraction, target=args.target,
+                         batch_size=args.batch_size,
                          learning_rate=args.lr, warmup=args.warmup,
                          clip_grad=args.clip_grad)
     if args.export:

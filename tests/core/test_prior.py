@@ -274,7 +274,7 @@ def test_pretrain_sigma_jitter_spreads_the_told_std_not_the_noise(tmp_path):
         run = script.Run(cfg, tmp_path / f"run{jitter}")
         natural = script.PatchSampler(planes, cfg.patch_size, cfg.seed)
         batches[jitter] = script.sample_batch(run, natural, None, 0.0, 256)
-    (y0, s0), (y1, s1) = batches[0.0], batches[0.3]
+    (y0, s0, _), (y1, s1, _) = batches[0.0], batches[0.3]
     assert torch.equal(y0, y1)  # the same patches and the same noise
     lo, hi = script.PretrainConfig().sigma_range
     assert float(s0.min()) >= lo / 255 - 1e-6 and float(s0.max()) <= hi / 255 + 1e-6
@@ -371,7 +371,7 @@ def test_pretrain_photon_patches_carry_the_noise_std_they_are_told(tmp_path):
     script = _script()
     cfg = script.PretrainConfig(photon_fraction=0.25, w2s_fraction=0.0)
     flat = np.full((48, 1, 64, 64), 0.5, np.float32)
-    patches, std = script.photon_patches(flat, cfg, np.random.default_rng(0))
+    patches, std, _ = script.photon_patches(flat, cfg, np.random.default_rng(0))
     measured = patches.reshape(48, -1).std(axis=1)
     assert np.all(np.abs(measured / std - 1.0) < 0.12)
     lo, hi = P.TAU_RANGE
@@ -379,8 +379,8 @@ def test_pretrain_photon_patches_carry_the_noise_std_they_are_told(tmp_path):
     run = script.Run(cfg, tmp_path / "run")
     planes = [smooth_image(96, i).astype(np.float32) for i in range(2)]
     natural = script.PatchSampler(planes, cfg.patch_size, cfg.seed)
-    y, s = script.sample_batch(run, natural, None, 0.0, 16)
-    assert y.shape[0] == 16 and s.shape == (16,)
+    y, s, x = script.sample_batch(run, natural, None, 0.0, 16)
+    assert y.shape[0] == 16 and s.shape == (16,) and x.shape == y.shape
     assert float(s.max()) <= hi + 1e-6
 
 
@@ -391,4 +391,64 @@ def test_pretrain_refuses_a_photon_share_beyond_the_batch_in_one_line(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("--photon-fraction 0.9: give a share between 0 and 0.8 "
                             "(1 - the W2S share)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_clean_targets_invert_to_the_clean_counts(tmp_path):
+    """The clean target of a low-photon patch is the transformed value whose exact unbiased
+    inverse is the clean expectation: mapped back through ``gat_inverse`` it gives the clean
+    counts, and the capture's noise about it has mean ~0 and the std the patch is told."""
+    from napari_noise2score.core.anscombe import gat_inverse
+
+    script = _script()
+    counts = np.array([0.0, 0.05, 0.5, 2.0, 10.0, 150.0])
+    for read in (0.0, 0.7, 2.0):
+        d = script.expected_gat(counts, read)
+        assert np.allclose(gat_inverse(d, 1.0, read), counts, atol=1e-3)
+    cfg = script.PretrainConfig(photon_fraction=1.0, w2s_fraction=0.0)
+    flat = np.full((32, 1, 64, 64), 0.3, np.float32)
+    y, std, x = script.photon_patches(flat, cfg, np.random.default_rng(1))
+    z = (y - x).reshape(32, -1) / std[:, None]
+    assert abs(float(z.mean())) < 0.1
+    assert np.all(np.abs(z.std(axis=1) - 1.0) < 0.15)
+
+
+def test_pretrain_dsm_loss_is_zero_for_the_clean_answer_and_trains(tmp_path):
+    """Denoising score matching: a network whose residual is exactly x - y has loss 0, and
+    two steps of ``--target clean`` with the W2S clean source run, checkpoint and export
+    with the target named in the provenance."""
+    net = P.ConditionedUNet(**P.PRIOR_ARCH)
+    x = torch.rand(2, 1, 32, 32)
+    s = torch.tensor([0.1, 0.2])
+    y = x + s.reshape(-1, 1, 1, 1) * torch.randn(x.shape)
+    with torch.no_grad():
+        assert float(P.conditioned_dsm_loss(net, y, s, x)) == pytest.approx(1.0, abs=0.2)
+        net.forward = lambda z: x - y  # the perfect denoiser
+        assert float(P.conditioned_dsm_loss(net, y, s, x)) == pytest.approx(0.0, abs=1e-10)
+    script = _script()
+    data = tmp_path / "data"
+    _fake_data(data)
+    Image.fromarray((smooth_image(128, 4) * 200).astype(np.uint8)).save(
+        data / "w2s" / "clean" / "fov010_ch0.png")  # the W2S clean source's only plane
+    assert len(script.load_micro(script.PretrainConfig(data=str(data)))) == 1
+    out = tmp_path / "run"
+    script.main(["--out", str(out), "--data", str(data), "--validate-every", "0",
+                 "--max-steps", "2", "--target", "clean", "--w2s-fraction", "0",
+                 "--micro-fraction", "0.5", "--photon-fraction", "0.25"])
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2 and state["config"]["target"] == "clean"
+    target = tmp_path / "prior.pt"
+    script.main(["--out", str(out), "--data", str(data), "--target", "clean",
+                 "--w2s-fraction", "0", "--micro-fraction", "0.5", "--export", str(target)])
+    data_line = P.load_prior(target).provenance["data"]
+    assert "denoising score matching" in data_line and "W2S clean FOV 4-50" in data_line
+
+
+def test_pretrain_refuses_clean_targets_with_the_noisy_w2s_source(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--out", str(tmp_path / "run"), "--target", "clean"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--target clean: the W2S noisy captures have no clean value; "
+                            "give --w2s-fraction 0")
     assert not (tmp_path / "run").exists()

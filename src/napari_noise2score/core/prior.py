@@ -86,6 +86,17 @@ def conditioned_loss(net: ConditionedUNet, y: torch.Tensor, s: torch.Tensor, rat
     return (u + sa * score).square().mean()
 
 
+def conditioned_dsm_loss(net: ConditionedUNet, y: torch.Tensor, s: torch.Tensor,
+                         x: torch.Tensor) -> torch.Tensor:
+    """Denoising score matching of a noise-conditioned network on noisy ``y`` (noise std
+    ``s`` per item) against the clean ``x``: mean of ((y + r - x) / s)^2, the residual r
+    being s^2 times the score (Tweedie's formula at tau = s)."""
+    s = s.reshape(-1, 1, 1, 1)
+    z = y.contiguous(memory_format=torch.channels_last) if y.device.type == "cpu" else y
+    net.set_tau(s)
+    return ((z + net(z) - x) / s).square().mean()
+
+
 def check_noise_std(tau: float, what: str = "the noise std") -> float:
     """``tau`` (scaled intensities) if the prior serves it, else one clear PriorRangeError."""
     lo, hi = TAU_RANGE
