@@ -1,6 +1,8 @@
 """Pre-train the shipped score priors (src/napari_noise2score/weights/prior_*.pt).
 
-Self-supervised throughout: the network only sees noisy images.
+Two targets (``--target``): ``ar-dae`` (the default), self-supervised, the network only
+sees noisy images; ``clean``, denoising score matching against each patch's clean value
+(every source must then have one). The sources:
 - Train400 (clean natural images, [0, 1]) with synthetic Gaussian noise, its std drawn per
   patch uniformly from ``sigma_range`` grey levels;
 - W2S noisy captures FOV 1-50 (real wide-field microscopy), each moved into a unit-noise
@@ -12,9 +14,16 @@ Self-supervised throughout: the network only sees noisy images.
   photomultiplier's Gamma-spread amplitude on half of them, read noise, offset, rounding,
   clipping at 0 and 255), moved through the GAT of their own effective gain, read noise and
   offset and scaled as the plugin's Anscombe route scales a plane: the transformed noise as
-  it really is at a few photons per pixel, not exact Gaussian noise.
-Each item is perturbed by ratio * its noise std, ratio uniform in ``prior.RATIO_RANGE``, and
-the noise-conditioned network learns the score at the total std (``prior.conditioned_loss``).
+  it really is at a few photons per pixel, not exact Gaussian noise;
+- optionally (``micro_fraction``) W2S *clean* averages FOV 4-50 as such captures:
+  fluorescence content (FOV 1-3 make the synthetic two-photon development set, 51-60
+  validate; neither is ever trained on).
+With ``ar-dae`` each item is perturbed by ratio * its noise std, ratio uniform in
+``prior.RATIO_RANGE``, and the noise-conditioned network learns the score at the total
+std (``prior.conditioned_loss``); with ``clean`` it learns the score at the data's own
+std from the clean value (``prior.conditioned_dsm_loss``; for a capture after the GAT the
+target is the transformed value whose exact unbiased inverse is the clean count,
+``expected_gat``).
 
 Checkpoints (weights, optimiser, step, seconds, random states) go to OUT/checkpoint.pt every
 ``checkpoint_every`` seconds; a restart resumes from there. On the CPU the seconds recorded
@@ -30,12 +39,20 @@ the checkpoint's weights with their provenance as a prior file and exits.
 
     python scripts/pretrain.py --out /work/prior-run --data ../shared/data
 
-The Anscombe route's file (``prior_anscombe.pt``) is such a run exported at 39,609 steps;
-the Gaussian route's (``prior_gaussian.pt``) continues it with a decaying learning rate:
+Both shipped files start from one such run exported at 39,609 steps (stop 11's
+``prior_anscombe.pt``, in git at 5b32f90: ``git show 5b32f90:src/napari_noise2score/weights/
+prior_anscombe.pt > prior_stop11.pt``). The Gaussian route's (``prior_gaussian.pt``)
+continues it with a decaying learning rate:
 
     python scripts/pretrain.py --out /work/prior-decay --data ../shared/data --seed 1 \
-        --init src/napari_noise2score/weights/prior_anscombe.pt --decay 39609 62000 \
-        --max-steps 62000
+        --init prior_stop11.pt --decay 39609 62000 --max-steps 62000
+
+the Anscombe route's (``prior_anscombe.pt``, since stop 23) by denoising score matching on
+fluorescence content and low-photon captures (docs/algorithm.md, "Stop 23"):
+
+    python scripts/pretrain.py --out /work/prior-dsm --data ../shared/data --seed 3 \
+        --init prior_stop11.pt --target clean --w2s-fraction 0 --micro-fraction 0.5 \
+        --photon-fraction 0.2 --lr 3e-4 --decay 54609 69609 --max-steps 69609
 """
 
 from __future__ import annotations
@@ -423,8 +440,9 @@ def export(out: Path, target: Path, cfg: PretrainConfig) -> Path:
     lines = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
     provenance = {
         "data": (f"Train400 (clean, synthetic Gaussian noise sigma {cfg.sigma_range[0]:g}-"
-                 f"{cfg.sigma_range[1]:g}/255) and W2S noisy FOV {cfg.w2s_fovs[0]}-"
-                 f"{cfg.w2s_fovs[1]} after the GAT ({cfg.w2s_fraction:g} of each batch); "
+                 f"{cfg.sigma_range[1]:g}/255); "
+                 + (f"W2S noisy FOV {cfg.w2s_fovs[0]}-{cfg.w2s_fovs[1]} after the GAT "
+                    f"({cfg.w2s_fraction:g} of each batch); " if cfg.w2s_fraction else "")
                  + (f"Train400 as synthetic low-photon captures, peak {cfg.photon_range[0]:g}-"
                     f"{cfg.photon_range[1]:g} photons, after their GAT "
                     f"({cfg.photon_fraction:g} of each batch); " if cfg.photon_fraction else "")

@@ -41,9 +41,11 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 #: The routes the shipped priors serve: Gaussian noise as it is, and Poisson-type noise as
 #: Gaussian noise of std 1 after the generalized Anscombe transform.
 GAUSSIAN_ROUTE, ANSCOMBE_ROUTE = "gaussian", "anscombe"
-#: One shipped prior per route, by measurement (docs/algorithm.md, "One prior per route"):
-#: the same network and recipe, the Gaussian one pre-trained further with a decaying
-#: learning rate, which fits exact Gaussian noise better and the transformed real noise worse.
+#: One shipped prior per route, by measurement (docs/algorithm.md, "One prior per route"
+#: and "Stop 23"): the same network and start; the Gaussian one pre-trained further with a
+#: decaying learning rate (it fits exact Gaussian noise better and the transformed real
+#: noise worse), the Anscombe one by denoising score matching on fluorescence content as
+#: synthetic low-photon captures after the transform.
 PRIOR_FILES = {GAUSSIAN_ROUTE: WEIGHTS / "prior_gaussian.pt",
                ANSCOMBE_ROUTE: WEIGHTS / "prior_anscombe.pt"}
 #: The network of the shipped prior (the project's CPU network plus the noise channel).
