@@ -152,7 +152,7 @@ def gat(y: np.ndarray, gain: float, sigma: float, offset: float) -> np.ndarray:
 
 #: The exact unbiased inverse's counts over a grid of transformed values (gain 1, no read
 #: noise), to invert it: the transformed value whose inverse is a given clean count.
-_D_GRID = np.linspace(D_MIN, 80.0, 20001)
+_D_GRID = np.linspace(D_MIN, 80.0, 20001)  # up to 1,600 counts: photon_range tops 200
 _COUNTS_GRID = gat_inverse(_D_GRID, 1.0, 0.0)
 
 
