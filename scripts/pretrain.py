@@ -349,6 +349,16 @@ def sample_batch(run: Run, natural: PatchSampler, w2s: PatchSampler | None, w2s_
     return torch.cat(ys), torch.cat(ss), torch.cat(xs)
 
 
+def _sampler(run: Run, planes: list[np.ndarray]) -> PatchSampler | None:
+    """A sampler of an optional source's ``planes`` drawing from the run's random state
+    (None where the source has no planes)."""
+    if not planes:
+        return None
+    sampler = PatchSampler(planes, run.cfg.patch_size, run.cfg.seed)
+    sampler.rng = run.rng
+    return sampler
+
+
 def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
           max_steps: int | None, device: str = "cpu") -> Run:
     run = Run(cfg, out, device)
@@ -359,13 +369,9 @@ def train(cfg: PretrainConfig, out: Path, max_seconds: float | None,
     natural = PatchSampler(load_train400(cfg), cfg.patch_size, cfg.seed)
     natural.rng = run.rng
     w2s_planes, w2s_std = load_w2s(cfg) if cfg.w2s_fraction > 0 else ([], 1.0)
-    w2s = PatchSampler(w2s_planes, cfg.patch_size, cfg.seed) if w2s_planes else None
-    if w2s is not None:
-        w2s.rng = run.rng
+    w2s = _sampler(run, w2s_planes)
     micro_planes = load_micro(cfg) if cfg.micro_fraction > 0 else []
-    micro = PatchSampler(micro_planes, cfg.patch_size, cfg.seed) if micro_planes else None
-    if micro is not None:
-        micro.rng = run.rng
+    micro = _sampler(run, micro_planes)
     pairs = load_validation(cfg)
     log = (out / "log.jsonl").open("a")
     stop = {"now": False}
