@@ -94,9 +94,11 @@ def test_w2s_planes_scaled_apart_are_denoised_not_degraded():
         noisy = psnr(ref, y, 255.0)
         per_plane = psnr(ref, np.clip(denoise(y, plain), 0, 255), 255.0)
         stack = psnr(ref, np.clip(denoise(y, one), 0, 255), 255.0)
-        # the stack's estimate over-corrects the plane (by 3 dB before the scale followed the
-        # typical plane, docs/algorithm.md "The Anscombe route's scale"; about 1 dB since)
-        assert per_plane > noisy + 4.0 and per_plane > stack + 0.5, (f, noisy, per_plane, stack)
+        # the stack's estimate over-corrects the plane: by 3 dB before the scale followed the
+        # typical plane (docs/algorithm.md "The Anscombe route's scale"), about 1 dB after, and
+        # 0.13 dB on FOV 54 and 55 with stop 23's prior, which is less fooled by the overstated
+        # noise; the plane's own estimate must still come out ahead
+        assert per_plane > noisy + 4.0 and per_plane > stack + 0.05, (f, noisy, per_plane, stack)
         assert psnr(ref, np.clip(denoise(y, model), 0, 255), 255.0) > noisy + 4.0
 
 
